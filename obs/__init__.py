@@ -1,0 +1,63 @@
+"""obs: errors, LLM calls, feature flags and product events to PostHog, from decorators, off the hot path.
+
+The public surface is listed in ``__all__``. Importing obs is cheap: pydantic, anyio and httpx load only
+when a client is enabled (``POSTHOG_API_KEY`` set).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._api import (
+    aflush,
+    ashutdown,
+    capture,
+    capture_ai,
+    flush,
+    get_client,
+    group_identify,
+    identify,
+    init,
+    shutdown,
+)
+from ._context import context
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import events, sinks
+    from ._client import Client, DisabledClient
+    from ._config import ConfigError, Settings
+
+
+def __getattr__(name: str) -> Any:  # heavy names load on first use
+    import importlib
+
+    if name in ("ConfigError", "Settings"):
+        return getattr(importlib.import_module("obs._config"), name)
+    if name in ("Client", "DisabledClient"):
+        return getattr(importlib.import_module("obs._client"), name)
+    if name in ("events", "sinks"):
+        return importlib.import_module(f"obs.{name}")
+    raise AttributeError(f"module 'obs' has no attribute {name!r}")
+
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "DisabledClient",
+    "Settings",
+    "__version__",
+    "aflush",
+    "ashutdown",
+    "capture",
+    "capture_ai",
+    "context",
+    "events",
+    "flush",
+    "get_client",
+    "group_identify",
+    "identify",
+    "init",
+    "shutdown",
+    "sinks",
+]

@@ -1,0 +1,155 @@
+"""The module-level API: a lazily created process-wide client and the functions that use it.
+
+Nothing here imports pydantic, anyio or httpx until a client is actually enabled, so ``import obs`` and a
+disabled SDK stay cheap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import threading
+import uuid as _uuidlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._log import enable_debug, log
+
+if TYPE_CHECKING:
+    from ._client import Client, DisabledClient
+
+_client: Client | DisabledClient | None = None
+_overrides: dict[str, Any] | None = None
+_lock = threading.RLock()
+_atexit_registered = False
+
+
+def init(**overrides: Any) -> Client | DisabledClient:
+    """Configure obs from the environment plus ``overrides`` (setting names, see docs/configuration.md).
+
+    Idempotent: calling it again with the same overrides returns the same client; different overrides
+    flush and replace it. Without ``POSTHOG_API_KEY`` (or ``api_key=``) the SDK is off: a no-op client,
+    no thread, no network. Raises :class:`obs.ConfigError` for configuration that cannot work.
+    """
+    global _client, _overrides, _atexit_registered
+    with _lock:
+        if _client is not None and _overrides == overrides and not getattr(_client, "_closed", False):
+            return _client
+        old = _client
+        from ._config import key_from_env
+
+        if key_from_env(overrides) is None:
+            from ._client import DisabledClient
+
+            new: Client | DisabledClient = DisabledClient()
+        else:
+            from ._client import Client
+            from ._config import ConfigError, load_settings
+
+            settings = load_settings(**overrides)
+            if settings.debug:
+                enable_debug()
+            try:
+                new = Client(settings)
+            except ValueError as e:  # an unknown sink spec
+                raise ConfigError(f"obs configuration is invalid:\n  sinks: {e}") from None
+            if not _atexit_registered:
+                atexit.register(_at_exit)
+                _atexit_registered = True
+            log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
+        _client, _overrides = new, dict(overrides)
+    if old is not None and old is not new:
+        old.shutdown(getattr(old.settings, "shutdown_timeout", None))
+    return new
+
+
+def get_client() -> Client | DisabledClient:
+    """The current client, created from the environment on first use."""
+    return _client or _lazy()
+
+
+def _lazy() -> Client | DisabledClient:
+    # First use without an explicit init(): configuration problems are logged, never raised into the caller.
+    try:
+        return init()
+    except Exception as e:
+        from ._client import DisabledClient
+
+        global _client, _overrides
+        log.error("obs: disabled: %s", e)
+        with _lock:
+            if _client is None:
+                _client, _overrides = DisabledClient(), {}
+            return _client
+
+
+def _at_exit() -> None:
+    c = _client
+    if c is not None and c.enabled:
+        c.shutdown(c.settings.shutdown_timeout)  # type: ignore[union-attr]
+
+
+def capture(
+    event: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    distinct_id: Any = None,
+    timestamp: dt.datetime | None = None,
+    uuid: str | _uuidlib.UUID | None = None,
+    groups: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped."""
+    return (_client or _lazy())._put(
+        "custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None
+    )
+
+
+def capture_ai(
+    event: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    distinct_id: Any = None,
+    timestamp: dt.datetime | None = None,
+    uuid: str | _uuidlib.UUID | None = None,
+    groups: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Like :func:`capture`, but sent to PostHog's dedicated AI batch route (larger per-event cap)."""
+    return (_client or _lazy())._put(
+        "custom", event, properties, distinct_id, timestamp, uuid, groups, "ai", None
+    )
+
+
+def identify(distinct_id: Any, properties: Mapping[str, Any] | None = None) -> str | None:
+    """Send `$identify` with `$set` person properties, filtered by ``POSTHOG_IDENTIFY_PII``."""
+    return (_client or _lazy()).identify(distinct_id, properties)
+
+
+def group_identify(
+    group_type: str, group_key: str, properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None
+) -> str | None:
+    """Send `$groupidentify`: set ``properties`` on the group ``group_type``/``group_key``."""
+    return (_client or _lazy()).group_identify(group_type, group_key, properties, distinct_id=distinct_id)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Block until everything captured so far was handled by every sink (any thread); False on timeout."""
+    c = _client
+    return True if c is None else c.flush(timeout)
+
+
+async def aflush(timeout: float | None = None) -> bool:
+    """Await :func:`flush` without blocking the event loop (asyncio or trio)."""
+    c = _client
+    return True if c is None else await c.aflush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush, close the sinks and stop the worker. Later captures are dropped (counted) until `init()`."""
+    c = _client
+    return True if c is None else c.shutdown(timeout)
+
+
+async def ashutdown(timeout: float | None = None) -> bool:
+    """Await :func:`shutdown` without blocking the event loop."""
+    c = _client
+    return True if c is None else await c.ashutdown(timeout)

@@ -1,0 +1,367 @@
+"""The client: the hot path that queues records, and the lifecycle around the worker.
+
+The hot path (`capture` and friends) does only what must happen on the caller's thread: read the clock,
+make the event id, snapshot the obs context, and append one tuple to a deque. Building the typed event,
+sanitising properties, serialising and I/O all happen on the worker (`_worker.py`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+import uuid as _uuidlib
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _context
+from ._log import log, warn_every
+from ._stats import Stats
+from ._uuid import uuid7
+
+if TYPE_CHECKING:
+    from ._config import Settings
+    from ._worker import Worker
+    from .sinks import Sink
+
+# Record layout (a plain tuple: the cheapest thing to build on the hot path).
+# (kind, name, properties, distinct_id, timestamp, uuid, groups, frame, route, extra)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_PII_KEYS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "phone",
+        "phone_number",
+        "address",
+        "ip",
+        "$ip",
+        "username",
+        "birthday",
+        "date_of_birth",
+    }
+)
+_live: weakref.WeakSet[Client] = weakref.WeakSet()
+_frame = _context.current.get
+
+
+class Client:
+    """An enabled obs client. Get one from :func:`obs.init`; the module-level functions use it."""
+
+    enabled = True
+
+    def __init__(self, settings: Settings, sinks: list[Sink] | None = None) -> None:
+        from . import sinks as _sinks
+
+        self.settings = settings
+        self._stats = Stats()
+        self._specs = list(settings.sinks)
+        # Build the sinks now so that an unknown sink spec fails at init, not in the background.
+        self._sinks = (
+            sinks if sinks is not None else [_sinks.build(s, settings, self._stats) for s in self._specs]
+        )
+        self._super = settings.super_properties()
+        self._queue: deque[Any] = deque()
+        self._max_queue = settings.max_queue_size
+        self._flush_at = settings.flush_at
+        self._wake_pending = False
+        self._closed = False
+        self._worker: Worker | None = None
+        self._start()
+        _live.add(self)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _start(self) -> None:
+        from ._worker import Worker
+
+        self._worker = Worker(self, self._sinks)
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue and worker are gone; start empty with fresh sinks."""
+        from . import sinks as _sinks
+
+        self._queue = deque()
+        self._wake_pending = False
+        self._stats = Stats()
+        if self._closed:
+            return
+        self._sinks = [_sinks.build(s, self.settings, self._stats) for s in self._specs]
+        self._start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every event captured before this call was handled by every sink; False on timeout."""
+        from ._worker import Marker
+
+        worker = self._worker
+        if worker is None or not worker.thread.is_alive():
+            return not self._queue
+        if threading.current_thread() is worker.thread:
+            log.warning("obs: flush() called from a sink; ignored to avoid a deadlock")
+            return False
+        marker = Marker()
+        self._queue.append(marker)  # markers bypass max_queue_size
+        worker.wake()
+        return marker.done.wait(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush` for async code (asyncio or trio): waits in a thread, never blocks the event loop."""
+        import anyio
+
+        return await anyio.to_thread.run_sync(self.flush, timeout, abandon_on_cancel=True)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, close the sinks and stop the worker. Later captures are dropped (and counted)."""
+        from ._worker import Marker
+
+        if self._closed:
+            return True
+        self._closed = True
+        worker = self._worker
+        if worker is None or not worker.thread.is_alive():
+            return not self._queue
+        if threading.current_thread() is worker.thread:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        marker = Marker(stop=True)
+        self._queue.append(marker)
+        worker.wake()
+        if not marker.done.wait(timeout):
+            log.warning("obs: shutdown timed out after %ss with events still unsent", timeout)
+            return False
+        worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return True
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self.shutdown, timeout, abandon_on_cancel=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of what was queued, sent, retried and dropped (and why)."""
+        snap = self._stats.snapshot()
+        snap["in_queue"] = len(self._queue)
+        return snap
+
+    # ---------------------------------------------------------------- hot path
+
+    def capture(
+        self,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        distinct_id: Any = None,
+        timestamp: dt.datetime | None = None,
+        uuid: str | _uuidlib.UUID | None = None,
+        groups: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        return self._put("custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None)
+
+    def capture_ai(
+        self,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        distinct_id: Any = None,
+        timestamp: dt.datetime | None = None,
+        uuid: str | _uuidlib.UUID | None = None,
+        groups: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        return self._put("custom", event, properties, distinct_id, timestamp, uuid, groups, "ai", None)
+
+    def identify(self, distinct_id: Any, properties: Mapping[str, Any] | None = None) -> str | None:
+        mode = self.settings.identify_pii
+        if mode == "none":
+            return None
+        props = dict(properties or {})
+        if mode != "full":
+            props = {
+                k: v for k, v in props.items() if k not in _PII_KEYS and (mode == "email" or k != "email")
+            }
+        return self._put(
+            "identify", "$identify", None, distinct_id, None, None, None, "batch", {"set": props}
+        )
+
+    def group_identify(
+        self,
+        group_type: str,
+        group_key: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        distinct_id: Any = None,
+    ) -> str | None:
+        extra = {"group_type": group_type, "group_key": group_key, "group_set": dict(properties or {})}
+        did = distinct_id if distinct_id is not None else f"${group_type}_{group_key}"
+        return self._put("group_identify", "$groupidentify", None, did, None, None, None, "batch", extra)
+
+    def _put(
+        self,
+        kind: str,
+        name: str,
+        properties: Mapping[str, Any] | None,
+        distinct_id: Any,
+        timestamp: Any,
+        uuid: Any,
+        groups: Any,
+        route: str,
+        extra: dict[str, Any] | None,
+    ) -> str | None:
+        try:
+            q = self._queue
+            if len(q) >= self._max_queue or self._closed:
+                self._drop()
+                return None
+            ns = time.time_ns()
+            u = uuid7(ns) if uuid is None else _as_uuid(uuid)
+            q.append(
+                (
+                    kind,
+                    name,
+                    dict(properties) if properties else None,
+                    distinct_id,
+                    ns if timestamp is None else _timestamp(timestamp),
+                    u,
+                    groups,
+                    _frame(),
+                    route,
+                    extra,
+                )
+            )
+            if len(q) >= self._flush_at and not self._wake_pending:
+                self._wake_pending = True
+                w = self._worker
+                if w is not None:
+                    w.wake()
+            return u
+        except Exception as e:  # instrumentation never raises into the caller
+            self._stats.incr("dropped_invalid")
+            warn_every(f"put-{type(e).__name__}", 10, "obs: could not queue event %r: %r", name, e)
+            return None
+
+    def _drop(self) -> None:
+        if self._closed:
+            self._stats.incr("dropped_closed")
+            warn_every("closed", 60, "obs: event captured after shutdown(); dropped")
+        else:
+            self._stats.incr("dropped_queue_full")
+            warn_every(
+                "queue-full",
+                10,
+                "obs: queue is full (max_queue_size=%d); dropping new events",
+                self._max_queue,
+            )
+
+    # ---------------------------------------------------------------- worker side
+
+    def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
+        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
+        from ._serialize import Problems, sanitize, sanitize_properties
+        from .events import EVENT_KINDS, to_wire
+
+        kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
+        try:
+            merged: dict[str, Any] = {}
+            if frame is not None:
+                merged.update(frame.properties)
+                if frame.session_id is not None:
+                    merged["$session_id"] = frame.session_id
+                if distinct_id is None:
+                    distinct_id = frame.distinct_id
+            if props:
+                merged.update(props)
+            problems = Problems()
+            clean = sanitize_properties(merged, problems) if merged else {}
+            personless = distinct_id is None or distinct_id == ""
+            fields: dict[str, Any] = {}
+            if extra:
+                fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
+            event = EVENT_KINDS[kind](
+                name=name,
+                distinct_id=u if personless else str(distinct_id),
+                properties=clean,
+                timestamp=_EPOCH + dt.timedelta(microseconds=ts // 1000) if type(ts) is int else ts,
+                uuid=u,
+                groups={str(k): str(v) for k, v in groups.items()} if groups else None,
+                personless=personless,
+                **fields,
+            )
+            if problems.dropped or problems.coerced:
+                self._report(name, problems.dropped, problems.coerced)
+            return to_wire(event, self._super)
+        except Exception as e:
+            self._stats.incr("dropped_invalid")
+            warn_every(
+                f"build-{type(e).__name__}", 10, "obs: dropped event %r that could not be built: %s", name, e
+            )
+            return None
+
+    def _report(self, name: str, dropped: list[str], coerced: list[str]) -> None:
+        if dropped:
+            self._stats.incr("properties_dropped", len(dropped))
+            warn_every("props-dropped", 10, "obs: event %r: sent without %s", name, "; ".join(dropped[:5]))
+        if coerced:
+            self._stats.incr("properties_coerced", len(coerced))
+            warn_every("props-coerced", 60, "obs: event %r: %s", name, "; ".join(coerced[:5]), level=10)
+
+
+class DisabledClient:
+    """What :func:`obs.init` returns without ``POSTHOG_API_KEY``: every call is a cheap no-op."""
+
+    enabled = False
+    settings = None
+
+    def capture(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    capture_ai = identify = group_identify = _put = capture
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        return True
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def _as_uuid(value: Any) -> str:
+    """A caller-supplied id, kept as given when it is a valid UUID; otherwise a fresh one (logged)."""
+    if isinstance(value, _uuidlib.UUID):
+        return str(value)
+    try:
+        return str(_uuidlib.UUID(str(value)))
+    except ValueError:
+        warn_every("bad-uuid", 60, "obs: %r is not a UUID; the event gets a generated one", value)
+        return uuid7()
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    raise TypeError(f"timestamp must be a datetime, epoch seconds or ISO string, not {type(value).__name__}")
+
+
+def _reset_after_fork() -> None:
+    for client in list(_live):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

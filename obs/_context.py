@@ -1,0 +1,113 @@
+"""`obs.context`: who and what an event belongs to, carried by contextvars.
+
+A frame is immutable, so a snapshot taken on the hot path (one ``ContextVar.get``) stays valid while the
+event waits in the queue; merging its properties into the event happens on the worker. Because it is a
+contextvar it follows ``await``, asyncio tasks, anyio task groups and ``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Frame:
+    """One level of ``obs.context``: already merged with every enclosing level."""
+
+    __slots__ = ("distinct_id", "properties", "session_id")
+
+    def __init__(self, distinct_id: str | None, session_id: str | None, properties: Mapping[str, Any]):
+        self.distinct_id = distinct_id
+        self.session_id = session_id
+        self.properties = properties
+
+    def __repr__(self) -> str:
+        props = dict(self.properties)
+        return (
+            f"Frame(distinct_id={self.distinct_id!r}, session_id={self.session_id!r}, properties={props!r})"
+        )
+
+
+current: ContextVar[Frame | None] = ContextVar("obs_context", default=None)
+
+
+class context:
+    """Attach a distinct_id, a session id and properties to every event captured inside.
+
+    Works as ``with``, ``async with`` and as a decorator of sync and async functions. Levels nest: an
+    inner level inherits the outer distinct_id/session_id unless it sets its own, and its properties
+    are layered over the outer ones.
+    """
+
+    __slots__ = ("_distinct_id", "_properties", "_session_id", "_tokens")
+
+    def __init__(
+        self,
+        distinct_id: str | None = None,
+        session_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._distinct_id = None if distinct_id is None else str(distinct_id)
+        self._session_id = None if session_id is None else str(session_id)
+        self._properties = dict(properties) if properties else None
+        self._tokens: list[Token[Frame | None]] = []
+
+    def _frame(self) -> Frame:
+        parent = current.get()
+        if parent is None:
+            props: Mapping[str, Any] = MappingProxyType(self._properties) if self._properties else _EMPTY
+            return Frame(self._distinct_id, self._session_id, props)
+        if self._properties:
+            props = MappingProxyType({**parent.properties, **self._properties})
+        else:
+            props = parent.properties
+        return Frame(
+            self._distinct_id if self._distinct_id is not None else parent.distinct_id,
+            self._session_id if self._session_id is not None else parent.session_id,
+            props,
+        )
+
+    def __enter__(self) -> Frame:
+        frame = self._frame()
+        self._tokens.append(current.set(frame))
+        return frame
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Frame:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(et, ev, tb)
+
+    def __call__(self, fn: F) -> F:
+        spec = (self._distinct_id, self._session_id, self._properties)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                with context(*spec):
+                    return await fn(*args, **kwargs)
+
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with context(*spec):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
