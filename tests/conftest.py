@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import obs
+from obs._client import Client, DisabledClient
+from obs.sinks import MemorySink
+from tests.capture_server import CaptureServer
+
+_OBS_ENV = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with no obs configuration in the environment and no global client."""
+    for k in list(os.environ):
+        if k.startswith(_OBS_ENV):
+            monkeypatch.delenv(k)
+    yield
+    c = obs._api._client
+    if c is not None:
+        c.shutdown(5)
+    obs._api._client = None
+    obs._api._overrides = None
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    with CaptureServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def memory() -> Iterator[tuple[Client, MemorySink]]:
+    """An enabled global client whose only sink is a MemorySink."""
+    sink = MemorySink()
+    client = obs.init(api_key="phc_test", sinks=[sink])
+    assert isinstance(client, Client) and not isinstance(client, DisabledClient)
+    yield client, sink
