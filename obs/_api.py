@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import os
 import threading
 import uuid as _uuidlib
 from collections.abc import Mapping
@@ -36,9 +37,7 @@ def init(**overrides: Any) -> Client | DisabledClient:
         if _client is not None and _overrides == overrides and not getattr(_client, "_closed", False):
             return _client
         old = _client
-        from ._config import key_from_env
-
-        if key_from_env(overrides) is None:
+        if _key(overrides) is None:
             from ._client import DisabledClient
 
             new: Client | DisabledClient = DisabledClient()
@@ -61,6 +60,12 @@ def init(**overrides: Any) -> Client | DisabledClient:
     if old is not None and old is not new:
         old.shutdown(getattr(old.settings, "shutdown_timeout", None))
     return new
+
+
+def _key(overrides: dict[str, Any]) -> str | None:
+    """The API key without building Settings: a disabled SDK never imports pydantic."""
+    v = overrides["api_key"] if "api_key" in overrides else os.environ.get("POSTHOG_API_KEY")
+    return None if v is None or not str(v).strip() else str(v)
 
 
 def get_client() -> Client | DisabledClient:

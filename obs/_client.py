@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import threading
 import time
 import uuid as _uuidlib
@@ -108,7 +109,7 @@ class Client:
         marker = Marker()
         self._queue.append(marker)  # markers bypass max_queue_size
         worker.wake()
-        return marker.done.wait(timeout)
+        return marker.wait(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """`flush` for async code (asyncio or trio): waits in a thread, never blocks the event loop."""
@@ -132,7 +133,7 @@ class Client:
         marker = Marker(stop=True)
         self._queue.append(marker)
         worker.wake()
-        if not marker.done.wait(timeout):
+        if not marker.wait(timeout):
             log.warning("obs: shutdown timed out after %ss with events still unsent", timeout)
             return False
         worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -359,8 +360,24 @@ def _timestamp(value: Any) -> dt.datetime:
 
 
 def _reset_after_fork() -> None:
-    for client in list(_live):
+    clients = list(_live)
+    for client in clients:
         client._after_fork()
+    # multiprocessing's fork children end with os._exit, which skips atexit; its own exit hook runs
+    # finalizers, but only those registered after it cleared the parent's, hence the after-forker.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and clients:
+        mp_util.register_after_fork(clients[0], _register_mp_finalizer)
+
+
+def _register_mp_finalizer(client: Client) -> None:
+    import multiprocessing.util
+
+    def finalize() -> None:
+        for c in list(_live):
+            c.shutdown(c.settings.shutdown_timeout)
+
+    multiprocessing.util.Finalize(None, finalize, exitpriority=100)
 
 
 if hasattr(os, "register_at_fork"):

@@ -8,7 +8,6 @@ message; a merely unknown identify mode falls back to ``email`` with one warning
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -29,7 +28,7 @@ class Settings(BaseSettings):
     """Every setting, its environment variable(s) and default. Keyword overrides use the field name."""
 
     model_config = SettingsConfigDict(
-        env_prefix="", case_sensitive=False, extra="forbid", env_ignore_empty=False
+        env_prefix="", case_sensitive=True, extra="forbid", env_ignore_empty=False
     )
 
     api_key: str | None = Field(None, validation_alias="POSTHOG_API_KEY")
@@ -149,15 +148,6 @@ class Settings(BaseSettings):
         if self.release is not None:
             props["release"] = self.release
         return props
-
-
-def key_from_env(overrides: dict[str, Any]) -> str | None:
-    """The API key without building Settings: lets a disabled SDK skip importing pydantic at all."""
-    if "api_key" in overrides:
-        v = overrides["api_key"]
-    else:
-        v = next((val for k, val in os.environ.items() if k.upper() == "POSTHOG_API_KEY"), None)
-    return None if v is None or not str(v).strip() else str(v)
 
 
 def load_settings(**overrides: Any) -> Settings:

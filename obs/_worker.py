@@ -16,6 +16,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+# Loaded here, not lazily on the worker thread: a fork in the middle of that import breaks the child.
+import anyio._backends._asyncio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._log import log, warn_every
@@ -28,10 +31,11 @@ if TYPE_CHECKING:
 class Marker:
     """A flush (or, with ``stop``, shutdown) request travelling through the queue behind earlier events."""
 
-    __slots__ = ("_lock", "_pending", "done", "stop")
+    __slots__ = ("_lock", "_pending", "done", "failed", "stop")
 
     def __init__(self, stop: bool = False) -> None:
         self.stop = stop
+        self.failed = False
         self.done = threading.Event()
         self._pending = 0
         self._lock = threading.Lock()
@@ -40,6 +44,10 @@ class Marker:
         self._pending = n
         if n == 0:
             self.done.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True once every sink handled everything queued before the marker; False on timeout or failure."""
+        return self.done.wait(timeout) and not self.failed
 
     def ack(self) -> None:
         with self._lock:
@@ -79,8 +87,14 @@ class Worker:
     def _run(self) -> None:
         try:
             anyio.run(self._main, backend="asyncio")
-        except BaseException:  # pragma: no cover - a bug here must not kill the host process quietly
+        except BaseException:  # a bug here must not kill the host process quietly
             log.exception("obs: worker stopped unexpectedly")
+        finally:
+            # Nobody will acknowledge markers any more: release whoever waits in flush()/shutdown().
+            for item in list(self._client._queue):
+                if type(item) is Marker:
+                    item.failed = True
+                    item.done.set()
 
     async def _main(self) -> None:
         self._wake_event = anyio.Event()
