@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _context
 from ._log import log, warn_every
+from ._serialize import Problems, sanitize, sanitize_properties
 from ._stats import Stats
 from ._uuid import uuid7
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 # Record layout (a plain tuple: the cheapest thing to build on the hot path).
 # (kind, name, properties, distinct_id, timestamp, uuid, groups, frame, route, extra)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_UTC = dt.timezone.utc
 _PII_KEYS = frozenset(
     {
         "name",
@@ -57,8 +58,11 @@ class Client:
     enabled = True
 
     def __init__(self, settings: Settings, sinks: list[Sink] | None = None) -> None:
+        from . import events
         from . import sinks as _sinks
 
+        self._kinds = events.EVENT_KINDS
+        self._to_wire = events.to_wire
         self.settings = settings
         self._stats = Stats()
         self._specs = list(settings.sinks)
@@ -262,9 +266,6 @@ class Client:
 
     def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
         """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
-        from ._serialize import Problems, sanitize, sanitize_properties
-        from .events import EVENT_KINDS, to_wire
-
         kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
         try:
             merged: dict[str, Any] = {}
@@ -282,11 +283,11 @@ class Client:
             fields: dict[str, Any] = {}
             if extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
-            event = EVENT_KINDS[kind](
+            event = self._kinds[kind](
                 name=name,
                 distinct_id=u if personless else str(distinct_id),
                 properties=clean,
-                timestamp=_EPOCH + dt.timedelta(microseconds=ts // 1000) if type(ts) is int else ts,
+                timestamp=_from_ns(ts) if type(ts) is int else ts,
                 uuid=u,
                 groups={str(k): str(v) for k, v in groups.items()} if groups else None,
                 personless=personless,
@@ -294,7 +295,7 @@ class Client:
             )
             if problems.dropped or problems.coerced:
                 self._report(name, problems.dropped, problems.coerced)
-            return to_wire(event, self._super)
+            return self._to_wire(event, self._super)
         except Exception as e:
             self._stats.incr("dropped_invalid")
             warn_every(
@@ -347,6 +348,10 @@ def _as_uuid(value: Any) -> str:
     except ValueError:
         warn_every("bad-uuid", 60, "obs: %r is not a UUID; the event gets a generated one", value)
         return uuid7()
+
+
+def _from_ns(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, _UTC).replace(microsecond=ns // 1000 % 1_000_000)
 
 
 def _timestamp(value: Any) -> dt.datetime:

@@ -46,12 +46,12 @@ def main() -> int:
     ]
     headers = ("time (UTC)", "event", "distinct_id", "properties")
     widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(3)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0]))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0], strict=True))
     print(line.rstrip())
     print("-" * min(120, len(line) + 40))
     for r in table:
         props = r[3] if len(r[3]) <= 80 else r[3][:77] + "..."
-        print("  ".join(str(c).ljust(w) for c, w in zip(r[:3], widths)) + "  " + props)
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + props)
     print(f"\n{len(rows)} events stored in {DB} (SQLite, table `events`).")
     return 0
 

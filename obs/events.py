@@ -183,10 +183,10 @@ def to_wire(event: Event, super_properties: dict[str, Any] | None = None) -> dic
     kind's typed fields, then `$lib`/`$lib_version`. Properties whose value is None are omitted.
     """
     props: dict[str, Any] = dict(super_properties) if super_properties else {}
-    props.update(event.properties)
+    props.update({k: v for k, v in event.properties.items() if v is not None})
     typed = event.typed_properties()
     if typed:
-        props.update(typed)
+        props.update({k: v for k, v in typed.items() if v is not None})
     if event.groups:
         props["$groups"] = event.groups
     if event.personless:
@@ -196,7 +196,7 @@ def to_wire(event: Event, super_properties: dict[str, Any] | None = None) -> dic
     return {
         "event": event.name,
         "distinct_id": event.distinct_id,
-        "properties": {k: v for k, v in props.items() if v is not None},
+        "properties": props,
         "timestamp": event.timestamp.isoformat(),
         "uuid": event.uuid,
     }

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic_core import to_json
 
 from .._log import log, warn_every
 from .._stats import Stats
@@ -74,6 +75,9 @@ class PostHogSink:
         self.retry_max_delay = retry_max_delay
         self.max_batch_bytes = max_batch_bytes
         self._max_event = {"batch": max_event_bytes, "ai": max_ai_event_bytes}
+        # Bytes of the body around the events (`_body` with an empty batch and the longest `sent_at`), so
+        # that max_batch_bytes bounds the whole request body, not just the events in it.
+        self._envelope = len(b'{"api_key":%s,"sent_at":"%s","batch":[]}' % (self._key_json, b"0" * 32))
         self.stats = stats or Stats()
         self._http = httpx.AsyncClient(
             timeout=timeout,
@@ -85,9 +89,9 @@ class PostHogSink:
         route: Route = batch.route
         cap = self._max_event[route]
         chunk: list[bytes] = []
-        size = 0
+        size = self._envelope
         for e in batch:
-            raw = json.dumps(e, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            raw = to_json(e, inf_nan_mode="null")
             if len(raw) > cap:
                 self.stats.incr("dropped_too_large")
                 log.error(
@@ -100,7 +104,7 @@ class PostHogSink:
                 continue
             if chunk and size + len(raw) + 1 > self.max_batch_bytes:
                 await self._post(chunk, route)
-                chunk, size = [], 0
+                chunk, size = [], self._envelope
             chunk.append(raw)
             size += len(raw) + 1
         if chunk:

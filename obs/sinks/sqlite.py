@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic_core import to_json
 
 from ._base import Batch
 
@@ -72,7 +73,7 @@ class SqliteSink:
                 e["event"],
                 e["distinct_id"],
                 e["timestamp"],
-                json.dumps(e["properties"], ensure_ascii=False, separators=(",", ":")),
+                to_json(e["properties"], inf_nan_mode="null").decode(),
                 batch.route,
             )
             for e in batch
