@@ -268,30 +268,33 @@ class Client:
         """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
         kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
         try:
-            merged: dict[str, Any] = {}
+            merged = props
             if frame is not None:
-                merged.update(frame.properties)
+                merged = dict(frame.properties)
                 if frame.session_id is not None:
                     merged["$session_id"] = frame.session_id
                 if distinct_id is None:
                     distinct_id = frame.distinct_id
-            if props:
-                merged.update(props)
+                if props:
+                    merged.update(props)
             problems = Problems()
             clean = sanitize_properties(merged, problems) if merged else {}
             personless = distinct_id is None or distinct_id == ""
             fields: dict[str, Any] = {}
             if extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
-            event = self._kinds[kind](
-                name=name,
-                distinct_id=u if personless else str(distinct_id),
-                properties=clean,
-                timestamp=_from_ns(ts) if type(ts) is int else ts,
-                uuid=u,
-                groups={str(k): str(v) for k, v in groups.items()} if groups else None,
-                personless=personless,
-                **fields,
+            model = self._kinds[kind]
+            event = model.__pydantic_validator__.validate_python(
+                {
+                    "name": name,
+                    "distinct_id": u if personless else str(distinct_id),
+                    "properties": clean,
+                    "timestamp": _from_ns(ts) if type(ts) is int else ts,
+                    "uuid": u,
+                    "groups": {str(k): str(v) for k, v in groups.items()} if groups else None,
+                    "personless": personless,
+                    **fields,
+                }
             )
             if problems.dropped or problems.coerced:
                 self._report(name, problems.dropped, problems.coerced)

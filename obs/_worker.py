@@ -2,9 +2,13 @@
 
 Data path: the hot path appends raw records to the client's deque (no loop, no lock, no I/O) → the drain
 task pops them, builds typed events and their wire form (all serialisation happens here) → it fans each
-batch out to one anyio memory stream per sink → one task per sink awaits ``sink.send``. A slow or failing
-sink only fills its own stream. Flush/stop markers travel the same path, so acknowledging one means every
-event queued before it has been handled by every sink.
+batch out to one bounded anyio memory stream per sink → one task per sink awaits ``sink.send``. A slow or
+failing sink only fills its own stream, and then loses batches (counted) rather than holding up the rest.
+
+Flush and stop markers travel through the queue behind earlier events. When the drain task reaches one it
+notes, per sink, the number of the last batch that sink's stream took; the marker is acknowledged once
+every sink has finished with that batch. Markers never wait in a sink's stream, so a hung sink cannot stall
+the drain loop, only the flushes that wait for it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ import anyio
 
 # Loaded here, not lazily on the worker thread: a fork in the middle of that import breaks the child.
 import anyio._backends._asyncio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._log import log, warn_every
-from .sinks import Batch, Sink
+from .sinks import Batch, Route, Sink
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -31,32 +34,30 @@ if TYPE_CHECKING:
 class Marker:
     """A flush (or, with ``stop``, shutdown) request travelling through the queue behind earlier events."""
 
-    __slots__ = ("_lock", "_pending", "done", "failed", "stop")
+    __slots__ = ("done", "failed", "stop", "targets")
 
     def __init__(self, stop: bool = False) -> None:
         self.stop = stop
         self.failed = False
+        self.targets: list[int] = []  # per sink: the last batch it accepted before this marker was reached
         self.done = threading.Event()
-        self._pending = 0
-        self._lock = threading.Lock()
-
-    def expect(self, n: int) -> None:
-        self._pending = n
-        if n == 0:
-            self.done.set()
 
     def wait(self, timeout: float | None) -> bool:
         """True once every sink handled everything queued before the marker; False on timeout or failure."""
         return self.done.wait(timeout) and not self.failed
 
-    def ack(self) -> None:
-        with self._lock:
-            self._pending -= 1
-            if self._pending <= 0:
-                self.done.set()
 
+class _SinkLane:
+    """One sink, its bounded stream of (batch number, batch), and how far it has got."""
 
-Item = Batch | Marker
+    __slots__ = ("accepted", "done", "name", "recv", "send", "sink")
+
+    def __init__(self, sink: Sink, buffer: int) -> None:
+        self.sink = sink
+        self.name = type(sink).__name__
+        self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch]](buffer)
+        self.accepted = 0  # number of the last batch its stream took (an overflowed one is skipped)
+        self.done = 0  # number of the last batch its sink finished with (sent or failed)
 
 
 class Worker:
@@ -67,6 +68,9 @@ class Worker:
         self._sinks = sinks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_event: anyio.Event | None = None
+        self._lanes: list[_SinkLane] = []
+        self._seq = 0  # number of the last batch handed to the sinks
+        self._waiting: list[Marker] = []  # markers reached by the drain, not yet acknowledged
         self.thread = threading.Thread(target=self._run, name="obs-worker", daemon=True)
 
     def start(self) -> None:
@@ -91,8 +95,8 @@ class Worker:
             log.exception("obs: worker stopped unexpectedly")
         finally:
             # Nobody will acknowledge markers any more: release whoever waits in flush()/shutdown().
-            for item in list(self._client._queue):
-                if type(item) is Marker:
+            for item in [*self._waiting, *self._client._queue]:
+                if type(item) is Marker and not item.done.is_set():
                     item.failed = True
                     item.done.set()
 
@@ -100,19 +104,17 @@ class Worker:
         self._wake_event = anyio.Event()
         self._loop = asyncio.get_running_loop()
         buffer = max(4, self._client.settings.max_queue_size // self._client.settings.flush_at)
-        streams: list[tuple[Sink, MemoryObjectSendStream[Item]]] = []
+        self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
         async with anyio.create_task_group() as tg:
-            for sink in self._sinks:
-                send, recv = anyio.create_memory_object_stream[Item](buffer)
-                tg.start_soon(self._sink_task, sink, recv)
-                streams.append((sink, send))
+            for lane in self._lanes:
+                tg.start_soon(self._sink_task, lane)
             try:
-                await self._drain_loop(streams)
+                await self._drain_loop()
             finally:
-                for _, send in streams:
-                    send.close()
+                for lane in self._lanes:
+                    lane.send.close()  # each sink task finishes its backlog, then closes its sink
 
-    async def _drain_loop(self, streams: list[tuple[Sink, MemoryObjectSendStream[Item]]]) -> None:
+    async def _drain_loop(self) -> None:
         client = self._client
         interval = client.settings.flush_interval
         while True:
@@ -120,28 +122,28 @@ class Worker:
             self._wake_event = anyio.Event()
             client._wake_pending = False
             try:
-                if await self._drain(client._queue, streams):
+                if await self._drain(client._queue):
                     return
             except Exception:  # a bug must not stop delivery of later events
                 log.exception("obs: error while draining the queue")
             with anyio.move_on_after(interval):
                 await self._wake_event.wait()
 
-    async def _drain(self, q: deque[Any], streams: list[tuple[Sink, MemoryObjectSendStream[Item]]]) -> bool:
+    async def _drain(self, q: deque[Any]) -> bool:
         """Empty the queue into the sinks; True when a stop marker was reached."""
         client = self._client
         flush_at = client.settings.flush_at
-        pending: dict[str, list[dict[str, Any]]] = {"batch": [], "ai": []}
+        pending: dict[Route, list[dict[str, Any]]] = {"batch": [], "ai": []}
         while q:
             rec = q.popleft()
             if type(rec) is Marker:
                 for route, events in pending.items():
                     if events:
-                        self._emit(streams, Batch(events, route))  # type: ignore[arg-type]
+                        self._emit(Batch(events, route))
                 pending = {"batch": [], "ai": []}
-                rec.expect(len(streams))
-                for _, send in streams:
-                    await send.send(rec)
+                rec.targets = [lane.accepted for lane in self._lanes]
+                self._waiting.append(rec)
+                self._check_markers()
                 if rec.stop:
                     return True
                 continue
@@ -152,42 +154,55 @@ class Worker:
             events = pending[route]
             events.append(wire)
             if len(events) >= flush_at:
-                self._emit(streams, Batch(events, route))
+                self._emit(Batch(events, route))
                 pending[route] = []
                 await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
         for route, events in pending.items():
             if events:
-                self._emit(streams, Batch(events, route))  # type: ignore[arg-type]
+                self._emit(Batch(events, route))
         return False
 
-    def _emit(self, streams: list[tuple[Sink, MemoryObjectSendStream[Item]]], batch: Batch) -> None:
+    def _emit(self, batch: Batch) -> None:
         self._client._stats.incr("queued", len(batch))
-        for sink, send in streams:
+        self._seq += 1
+        for lane in self._lanes:
             try:
-                send.send_nowait(batch)
+                lane.send.send_nowait((self._seq, batch))
+                lane.accepted = self._seq
             except anyio.WouldBlock:
                 self._client._stats.incr("sink_overflow", len(batch))
                 warn_every(
-                    f"overflow-{id(sink)}",
+                    f"overflow-{id(lane.sink)}",
                     10,
                     "obs: %s is falling behind; dropped %d event(s) for it",
-                    type(sink).__name__,
+                    lane.name,
                     len(batch),
                 )
 
-    async def _sink_task(self, sink: Sink, recv: MemoryObjectReceiveStream[Item]) -> None:
-        name = type(sink).__name__
-        async with recv:
-            async for item in recv:
-                if type(item) is Marker:
-                    item.ack()
-                    continue
+    def _check_markers(self) -> None:
+        if self._waiting:
+            lanes = self._lanes
+            ready = [
+                m for m in self._waiting if all(ln.done >= t for ln, t in zip(lanes, m.targets, strict=True))
+            ]
+            for m in ready:
+                self._waiting.remove(m)
+                m.done.set()
+
+    async def _sink_task(self, lane: _SinkLane) -> None:
+        async with lane.recv:
+            async for seq, batch in lane.recv:
                 try:
-                    await sink.send(item)  # type: ignore[arg-type]
+                    await lane.sink.send(batch)
                 except Exception as e:
                     self._client._stats.incr("sink_errors")
-                    warn_every(f"sink-{id(sink)}", 10, "obs: %s failed to send a batch: %r", name, e)
+                    warn_every(
+                        f"sink-{id(lane.sink)}", 10, "obs: %s failed to send a batch: %r", lane.name, e
+                    )
+                finally:
+                    lane.done = seq
+                self._check_markers()
         try:
-            await sink.aclose()
+            await lane.sink.aclose()
         except Exception as e:
-            log.warning("obs: %s failed to close: %r", name, e)
+            log.warning("obs: %s failed to close: %r", lane.name, e)

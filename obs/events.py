@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._version import __version__
 
 LIB = "obs"
+_UTC = dt.timezone.utc
+_ZERO = dt.timedelta(0)
 
 
 class Event(BaseModel):
@@ -25,18 +27,14 @@ class Event(BaseModel):
     name: str = Field(min_length=1, description="PostHog event name, e.g. `signed_up` or `$exception`.")
     distinct_id: str = Field(min_length=1, description="Who the event belongs to.")
     properties: dict[str, Any] = Field(default_factory=dict)
-    timestamp: dt.datetime = Field(description="When it happened; always UTC on the wire.")
+    timestamp: dt.datetime = Field(
+        description="When it happened. Sent as the same instant in UTC; a naive datetime is taken as UTC."
+    )
     uuid: str = Field(description="Event id (UUIDv7 unless the caller supplied one); dedupes retries.")
     groups: dict[str, str] | None = Field(None, description="Group type → group key, sent as `$groups`.")
     personless: bool = Field(
         False, description="No person behind the id: sent with `$process_person_profile: false`."
     )
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, v: dt.datetime) -> dt.datetime:
-        # A naive datetime is taken to be UTC already; an aware one is moved to the same instant in UTC.
-        return v.replace(tzinfo=dt.timezone.utc) if v.tzinfo is None else v.astimezone(dt.timezone.utc)
 
     def typed_properties(self) -> dict[str, Any]:
         """The `$`-properties this kind's typed fields map to; overridden per kind."""
@@ -197,9 +195,15 @@ def to_wire(event: Event, super_properties: dict[str, Any] | None = None) -> dic
         "event": event.name,
         "distinct_id": event.distinct_id,
         "properties": props,
-        "timestamp": event.timestamp.isoformat(),
+        "timestamp": _utc_iso(event.timestamp),
         "uuid": event.uuid,
     }
+
+
+def _utc_iso(ts: dt.datetime) -> str:
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=_UTC).isoformat()
+    return (ts if ts.utcoffset() == _ZERO else ts.astimezone(_UTC)).isoformat()
 
 
 def json_schema() -> dict[str, Any]:

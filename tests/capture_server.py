@@ -65,6 +65,7 @@ class CaptureServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -74,11 +75,12 @@ class CaptureServer:
                 reply = server._next_reply()
                 if reply.delay:
                     time.sleep(reply.delay)
+                # Recorded before answering, so a client that saw the answer always finds the request here.
+                server._note(self.path, self.headers, raw, 0 if reply.hang or reply.close else reply.status)
                 if reply.hang or reply.close:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    server._note(self.path, self.headers, raw, 0)
                     return
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():
@@ -87,12 +89,13 @@ class CaptureServer:
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
-                server._note(self.path, self.headers, raw, reply.status)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def start(self) -> CaptureServer:
         self._thread.start()

@@ -19,7 +19,14 @@ def test_demo_stores_and_prints_events(tmp_path: Path) -> None:
         [sys.executable, "-m", "obs.demo"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    for name in ("$identify", "$groupidentify", "project_created", "file_uploaded", "$ai_generation", "cli_ran"):
+    for name in (
+        "$identify",
+        "$groupidentify",
+        "project_created",
+        "file_uploaded",
+        "$ai_generation",
+        "cli_ran",
+    ):
         assert name in out.stdout
     assert "6 events stored" in out.stdout
     with sqlite3.connect(db) as conn:

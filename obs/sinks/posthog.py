@@ -88,6 +88,16 @@ class PostHogSink:
     async def send(self, batch: Batch) -> None:
         route: Route = batch.route
         cap = self._max_event[route]
+        blob = to_json(batch, inf_nan_mode="null")  # b"[e1,e2,…]": one encode for the whole batch
+        # The common case: no event can be over the per-event cap and the whole batch fits one request.
+        if len(blob) <= cap and self._envelope + len(blob) - 2 <= self.max_batch_bytes:
+            if await self._post(blob[1:-1], len(batch), route) == 413:
+                await self._split([to_json(e, inf_nan_mode="null") for e in batch], route)
+            return
+        await self._send_each(batch, route, cap)
+
+    async def _send_each(self, batch: Batch, route: Route, cap: int) -> None:
+        """Encode events one by one: drop those over the cap, cut the rest into requests by bytes."""
         chunk: list[bytes] = []
         size = self._envelope
         for e in batch:
@@ -103,24 +113,43 @@ class PostHogSink:
                 )
                 continue
             if chunk and size + len(raw) + 1 > self.max_batch_bytes:
-                await self._post(chunk, route)
+                await self._post_parts(chunk, route)
                 chunk, size = [], self._envelope
             chunk.append(raw)
             size += len(raw) + 1
         if chunk:
-            await self._post(chunk, route)
+            await self._post_parts(chunk, route)
 
-    def _body(self, events: list[bytes]) -> bytes:
+    async def _post_parts(self, parts: list[bytes], route: Route) -> None:
+        """Send encoded events; on 413 split them in two and send each half (a single one is dropped)."""
+        if await self._post(b",".join(parts), len(parts), route) == 413:
+            await self._split(parts, route)
+
+    async def _split(self, parts: list[bytes], route: Route) -> None:
+        if len(parts) == 1:
+            self.stats.incr("dropped_too_large")
+            log.error("obs: PostHog answered 413 for a single %d-byte event; dropped", len(parts[0]))
+            return
+        mid = len(parts) // 2
+        await self._post_parts(parts[:mid], route)
+        await self._post_parts(parts[mid:], route)
+
+    def _body(self, events: bytes) -> bytes:
         sent_at = dt.datetime.now(dt.timezone.utc).isoformat().encode()
-        body = b'{"api_key":%s,"sent_at":"%s","batch":[%s]}' % (self._key_json, sent_at, b",".join(events))
+        body = b'{"api_key":%s,"sent_at":"%s","batch":[%s]}' % (self._key_json, sent_at, events)
         return gzip.compress(body, compresslevel=6) if self.gzip else body
 
-    async def _post(self, events: list[bytes], route: Route) -> None:
+    async def _post(self, events: bytes, count: int, route: Route) -> int | None:
+        """POST ``count`` comma-joined encoded events with retries; the final status (None: no answer).
+
+        2xx, non-retryable 4xx and exhausted retries are counted here; 413 is left to the caller.
+        """
         url = self.host + (AI_PATH if route == "ai" else BATCH_PATH)
         headers = {"Content-Encoding": "gzip"} if self.gzip else None
         attempt = 0
         while True:
             delay: float | None = None
+            status: int | None = None
             try:
                 resp = await self._http.post(url, content=self._body(events), headers=headers)
             except httpx.TransportError as e:  # connect refused, reset, timeouts
@@ -128,29 +157,26 @@ class PostHogSink:
             else:
                 status = resp.status_code
                 if 200 <= status < 300:
-                    self.stats.incr("sent", len(events))
-                    return
+                    self.stats.incr("sent", count)
+                    return status
                 if status == 413:
-                    await self._split(events, route)
-                    return
+                    return status
                 reason = f"HTTP {status} {resp.text[:200]!r}"
                 if status not in _RETRY_STATUS:
-                    self.stats.incr("dropped_rejected", len(events))
+                    self.stats.incr("dropped_rejected", count)
                     warn_every(
                         f"posthog-{status}",
                         60,
                         "obs: PostHog rejected %d event(s) with %s; not retrying",
-                        len(events),
+                        count,
                         reason,
                     )
-                    return
+                    return status
                 delay = _retry_after(resp)
             if attempt >= self.max_retries:
-                self.stats.incr("dropped_failed", len(events))
-                log.error(
-                    "obs: gave up on %d event(s) after %d attempt(s): %s", len(events), attempt + 1, reason
-                )
-                return
+                self.stats.incr("dropped_failed", count)
+                log.error("obs: gave up on %d event(s) after %d attempt(s): %s", count, attempt + 1, reason)
+                return status
             if delay is None:
                 delay = random.uniform(0, self.retry_backoff * (2**attempt))
             delay = min(delay, self.retry_max_delay)
@@ -158,15 +184,6 @@ class PostHogSink:
             self.stats.incr("retries")
             log.debug("obs: retry %d in %.2fs after %s", attempt, delay, reason)
             await anyio.sleep(delay)
-
-    async def _split(self, events: list[bytes], route: Route) -> None:
-        if len(events) == 1:
-            self.stats.incr("dropped_too_large")
-            log.error("obs: PostHog answered 413 for a single %d-byte event; dropped", len(events[0]))
-            return
-        mid = len(events) // 2
-        await self._post(events[:mid], route)
-        await self._post(events[mid:], route)
 
     async def aclose(self) -> None:
         await self._http.aclose()
