@@ -6,7 +6,6 @@ disabled SDK stay cheap.
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import os
 import threading
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 _client: Client | DisabledClient | None = None
 _overrides: dict[str, Any] | None = None
 _lock = threading.RLock()
-_atexit_registered = False
 
 
 def init(**overrides: Any) -> Client | DisabledClient:
@@ -32,7 +30,7 @@ def init(**overrides: Any) -> Client | DisabledClient:
     flush and replace it. Without ``POSTHOG_API_KEY`` (or ``api_key=``) the SDK is off: a no-op client,
     no thread, no network. Raises :class:`obs.ConfigError` for configuration that cannot work.
     """
-    global _client, _overrides, _atexit_registered
+    global _client, _overrides
     with _lock:
         if _client is not None and _overrides == overrides and not getattr(_client, "_closed", False):
             return _client
@@ -52,9 +50,6 @@ def init(**overrides: Any) -> Client | DisabledClient:
                 new = Client(settings)
             except ValueError as e:  # an unknown sink spec
                 raise ConfigError(f"obs configuration is invalid:\n  sinks: {e}") from None
-            if not _atexit_registered:
-                atexit.register(_at_exit)
-                _atexit_registered = True
             log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
         _client, _overrides = new, dict(overrides)
     if old is not None and old is not new:
@@ -86,12 +81,6 @@ def _lazy() -> Client | DisabledClient:
             if _client is None:
                 _client, _overrides = DisabledClient(), {}
             return _client
-
-
-def _at_exit() -> None:
-    c = _client
-    if c is not None and c.enabled:
-        c.shutdown(c.settings.shutdown_timeout)  # type: ignore[union-attr]
 
 
 def capture(

@@ -7,6 +7,7 @@ sanitising properties, serialising and I/O all happen on the worker (`_worker.py
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import sys
@@ -79,6 +80,7 @@ class Client:
         self._worker: Worker | None = None
         self._start()
         _live.add(self)
+        _register_atexit()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -367,6 +369,22 @@ def _timestamp(value: Any) -> dt.datetime:
     raise TypeError(f"timestamp must be a datetime, epoch seconds or ISO string, not {type(value).__name__}")
 
 
+_atexit_registered = False
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_shutdown_all)
+
+
+def _shutdown_all() -> None:
+    """At interpreter exit (and at the end of a multiprocessing child): flush every live client."""
+    for c in list(_live):
+        c.shutdown(c.settings.shutdown_timeout)
+
+
 def _reset_after_fork() -> None:
     clients = list(_live)
     for client in clients:
@@ -381,11 +399,7 @@ def _reset_after_fork() -> None:
 def _register_mp_finalizer(client: Client) -> None:
     import multiprocessing.util
 
-    def finalize() -> None:
-        for c in list(_live):
-            c.shutdown(c.settings.shutdown_timeout)
-
-    multiprocessing.util.Finalize(None, finalize, exitpriority=100)
+    multiprocessing.util.Finalize(None, _shutdown_all, exitpriority=100)
 
 
 if hasattr(os, "register_at_fork"):

@@ -94,11 +94,17 @@ class Worker:
         except BaseException:  # a bug here must not kill the host process quietly
             log.exception("obs: worker stopped unexpectedly")
         finally:
-            # Nobody will acknowledge markers any more: release whoever waits in flush()/shutdown().
+            # Nobody will acknowledge markers any more: release whoever waits in flush()/shutdown(), and
+            # count what a producer slipped in behind the stop marker.
+            lost = 0
             for item in [*self._waiting, *self._client._queue]:
-                if type(item) is Marker and not item.done.is_set():
+                if type(item) is not Marker:
+                    lost += 1
+                elif not item.done.is_set():
                     item.failed = True
                     item.done.set()
+            if lost:
+                self._client._stats.incr("dropped_closed", lost)
 
     async def _main(self) -> None:
         self._wake_event = anyio.Event()
