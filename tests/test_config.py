@@ -11,6 +11,7 @@ import pytest
 import obs
 from obs._client import Client, DisabledClient
 from obs._config import DEFAULT_HOST, load_settings
+from tests.capture_server import CaptureServer
 
 
 def test_defaults() -> None:
@@ -106,6 +107,19 @@ def test_disabled_mode_starts_no_thread_and_imports_no_network_code() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_disabled_mode_sends_no_request(server: CaptureServer) -> None:
+    code = (
+        "import obs\n"
+        "for i in range(100): obs.capture('x', {'i': i}, distinct_id='u')\n"
+        "obs.capture_ai('$ai_generation'); obs.flush(); obs.shutdown()\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "POSTHOG_HOST": server.url, "OBS_FLUSH_AT": "1"}  # a host, but no key
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not server.wait_for_requests(1, timeout=0.5)
+    assert server.received == []
 
 
 def test_key_in_env_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
