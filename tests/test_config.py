@@ -120,6 +120,11 @@ def test_disabled_mode_sends_no_request(server: CaptureServer) -> None:
     assert out.returncode == 0, out.stderr
     assert not server.wait_for_requests(1, timeout=0.5)
     assert server.received == []
+    # The same program with a key does reach this server: the silence above is the SDK being off.
+    env["POSTHOG_API_KEY"] = "phc_on"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert server.wait_for_events(101, timeout=5)
 
 
 def test_key_in_env_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
