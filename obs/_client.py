@@ -51,6 +51,7 @@ _PII_KEYS = frozenset(
 )
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _frame = _context.current.get
+_time_ns = time.time_ns
 
 
 class Client:
@@ -73,7 +74,7 @@ class Client:
         )
         self._super = settings.super_properties()
         self._queue: deque[Any] = deque()
-        self._max_queue = settings.max_queue_size
+        self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
         self._wake_pending = False
         self._closed = False
@@ -130,6 +131,7 @@ class Client:
         if self._closed:
             return True
         self._closed = True
+        self._max_queue = 0
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
             return not self._queue
@@ -221,10 +223,10 @@ class Client:
     ) -> str | None:
         try:
             q = self._queue
-            if len(q) >= self._max_queue or self._closed:
+            if len(q) >= self._max_queue:
                 self._drop()
                 return None
-            ns = time.time_ns()
+            ns = _time_ns()
             u = uuid7(ns) if uuid is None else _as_uuid(uuid)
             q.append(
                 (
