@@ -24,7 +24,7 @@ from ._context import context
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import events, sinks
+    from . import events, sinks, testing
     from ._client import Client, DisabledClient
     from ._config import ConfigError, Settings
 
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
         return getattr(importlib.import_module("obs._config"), name)
     if name in ("Client", "DisabledClient"):
         return getattr(importlib.import_module("obs._client"), name)
-    if name in ("events", "sinks"):
+    if name in ("events", "sinks", "testing"):
         return importlib.import_module(f"obs.{name}")
     raise AttributeError(f"module 'obs' has no attribute {name!r}")
 
@@ -60,4 +60,5 @@ __all__ = [
     "init",
     "shutdown",
     "sinks",
+    "testing",
 ]
