@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     llm_payloads: bool = Field(False, validation_alias="POSTHOG_LLM_PAYLOADS")
     llm_payload_max_chars: int = Field(30_000, ge=0, validation_alias="POSTHOG_LLM_PAYLOAD_MAX_CHARS")
     debug: bool = Field(False, validation_alias="POSTHOG_DEBUG")
+    # As posthog-python: events from a server must not be geolocated by the server's own IP address.
+    disable_geoip: bool = Field(True, validation_alias="OBS_DISABLE_GEOIP")
+    is_server: bool = Field(True, validation_alias="OBS_IS_SERVER")
 
     # Super-properties on every event; see `_derive_environment` for the fallback chain.
     environment: str | None = Field(None, validation_alias="POSTHOG_ENVIRONMENT")
@@ -147,6 +150,10 @@ class Settings(BaseSettings):
         props: dict[str, Any] = {"environment": self.environment}
         if self.release is not None:
             props["release"] = self.release
+        if self.disable_geoip:
+            props["$geoip_disable"] = True
+        if self.is_server:
+            props["$is_server"] = True
         return props
 
 

@@ -34,7 +34,7 @@ def main() -> int:
         return 1
 
     rows = read_events(DB)
-    hidden = {"$lib", "$lib_version", "environment"}
+    hidden = {"$lib", "$lib_version", "environment", "$geoip_disable", "$is_server"}
     table = [
         (
             e["timestamp"][11:23],

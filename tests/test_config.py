@@ -27,6 +27,7 @@ def test_defaults() -> None:
     assert (s.gzip, s.timeout) == (False, 10.0)
     assert s.sinks == ["posthog"]
     assert s.environment == "unknown" and s.release is None
+    assert s.disable_geoip is True and s.is_server is True
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,8 @@ def test_defaults() -> None:
             "sinks",
             ["posthog", "console", "sqlite:.obs/x.db"],
         ),
+        ("OBS_DISABLE_GEOIP", "false", "disable_geoip", False),
+        ("OBS_IS_SERVER", "0", "is_server", False),
     ],
 )
 def test_each_env_var(
@@ -228,6 +231,19 @@ def test_super_properties_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = sink.events
     assert a["properties"]["environment"] == "canary" and a["properties"]["release"] == "canary"
     assert b["properties"]["environment"] == "override"  # the caller's own property wins
+
+
+def test_geoip_and_server_flags_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from obs.sinks import MemorySink
+
+    monkeypatch.setenv("OBS_DISABLE_GEOIP", "0")
+    monkeypatch.setenv("OBS_IS_SERVER", "false")
+    sink = MemorySink()
+    obs.init(api_key="phc_x", sinks=[sink])
+    obs.capture("cli_ran", distinct_id="u")
+    assert obs.flush(5)
+    props = sink.events[0]["properties"]
+    assert "$geoip_disable" not in props and "$is_server" not in props
 
 
 def test_init_is_idempotent_and_replaces_on_new_overrides() -> None:

@@ -34,6 +34,7 @@ def test_capture_wire_shape(memory: Mem) -> None:
     assert "gone" not in props  # None values are omitted, never sent as null
     assert props["$lib"] == "obs" and props["$lib_version"] == obs.__version__
     assert props["environment"] == "unknown" and "release" not in props
+    assert props["$geoip_disable"] is True and props["$is_server"] is True  # as posthog-python's defaults
     assert "$process_person_profile" not in props
     ts = dt.datetime.fromisoformat(str(e["timestamp"]))
     assert ts.utcoffset() == dt.timedelta(0)

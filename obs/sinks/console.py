@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from ._base import Batch
 
-_HIDDEN = ("$lib", "$lib_version")
+_HIDDEN = ("$lib", "$lib_version", "$geoip_disable", "$is_server")
 
 
 def format_event(e: dict[str, Any]) -> str:
