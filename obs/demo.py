@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import obs
+from obs.events import SDK_PROPERTIES
 from obs.sinks.sqlite import read_events
 
 DB = Path(os.environ.get("OBS_DEMO_DB", ".obs/demo.db"))
@@ -34,7 +35,7 @@ def main() -> int:
         return 1
 
     rows = read_events(DB)
-    hidden = {"$lib", "$lib_version", "environment", "$geoip_disable", "$is_server"}
+    hidden = SDK_PROPERTIES | {"environment"}
     table = [
         (
             e["timestamp"][11:23],

@@ -6,13 +6,12 @@ import json
 import sys
 from typing import IO, Any
 
+from ..events import SDK_PROPERTIES
 from ._base import Batch
-
-_HIDDEN = ("$lib", "$lib_version", "$geoip_disable", "$is_server")
 
 
 def format_event(e: dict[str, Any]) -> str:
-    props = {k: v for k, v in e.get("properties", {}).items() if k not in _HIDDEN}
+    props = {k: v for k, v in e.get("properties", {}).items() if k not in SDK_PROPERTIES}
     ts = str(e.get("timestamp", ""))[11:23]
     body = json.dumps(props, ensure_ascii=False, default=str, sort_keys=True)
     return f"[obs] {ts} {e.get('event')} distinct_id={e.get('distinct_id')} {body}"
