@@ -150,35 +150,11 @@ class Settings(BaseSettings):
         props: dict[str, Any] = {"environment": self.environment}
         if self.release is not None:
             props["release"] = self.release
-        props.update(_system_context())
         if self.disable_geoip:
             props["$geoip_disable"] = True
         if self.is_server:
             props["$is_server"] = True
         return props
-
-
-def _system_context() -> dict[str, str]:
-    """The runtime, named as posthog-python names it; read once per client, never per event."""
-    import platform
-    import sys
-
-    ctx = {"$python_runtime": platform.python_implementation(), "$python_version": platform.python_version()}
-    if sys.platform.startswith("linux"):
-        try:
-            release = platform.freedesktop_os_release()
-        except OSError:
-            release = {}
-        ctx.update({"$os": "Linux", "$os_version": release.get("VERSION_ID", "")})
-        if release.get("NAME"):
-            ctx["$os_distro"] = release["NAME"]
-    elif sys.platform == "darwin":
-        ctx.update({"$os": "Mac OS X", "$os_version": platform.mac_ver()[0]})
-    elif sys.platform.startswith("win"):
-        ctx.update({"$os": "Windows", "$os_version": platform.win32_ver()[0]})
-    else:
-        ctx.update({"$os": platform.system(), "$os_version": platform.release()})
-    return ctx
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -15,10 +15,7 @@ from ._version import __version__
 
 LIB = "obs"
 # What obs adds to every event besides `environment`/`release`; readable outputs (console, demo) hide them.
-SDK_PROPERTIES = frozenset(
-    {"$lib", "$lib_version", "$geoip_disable", "$is_server", "$python_runtime", "$python_version"}
-    | {"$os", "$os_version", "$os_distro"}
-)
+SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$geoip_disable", "$is_server"})
 _UTC = dt.timezone.utc
 _ZERO = dt.timedelta(0)
 
