@@ -19,20 +19,24 @@ if TYPE_CHECKING:
     from ._client import Client, DisabledClient
 
 _client: Client | DisabledClient | None = None
-_overrides: dict[str, Any] | None = None
+_overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
 _lock = threading.RLock()
+# The variables Settings reads (docs/configuration.md): a change to any of them is a new configuration.
+_ENV_PREFIXES = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
 
 
 def init(**overrides: Any) -> Client | DisabledClient:
     """Configure obs from the environment plus ``overrides`` (setting names, see docs/configuration.md).
 
-    Idempotent: calling it again with the same overrides returns the same client; different overrides
-    flush and replace it. Without ``POSTHOG_API_KEY`` (or ``api_key=``) the SDK is off: a no-op client,
-    no thread, no network. Raises :class:`obs.ConfigError` for configuration that cannot work.
+    Idempotent: calling it again with the same overrides and environment returns the same client; a
+    different configuration (new overrides, or obs variables changed since) flushes and replaces it.
+    Without ``POSTHOG_API_KEY`` (or ``api_key=``) the SDK is off: a no-op client, no thread, no network.
+    Raises :class:`obs.ConfigError` for configuration that cannot work.
     """
     global _client, _overrides
+    config = (dict(overrides), _obs_environment())
     with _lock:
-        if _client is not None and _overrides == overrides and not getattr(_client, "_closed", False):
+        if _client is not None and _overrides == config and not getattr(_client, "_closed", False):
             return _client
         old = _client
         if _key(overrides) is None:
@@ -51,10 +55,14 @@ def init(**overrides: Any) -> Client | DisabledClient:
             except ValueError as e:  # an unknown sink spec
                 raise ConfigError(f"obs configuration is invalid:\n  sinks: {e}") from None
             log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
-        _client, _overrides = new, dict(overrides)
+        _client, _overrides = new, config
     if old is not None and old is not new:
         old.shutdown(getattr(old.settings, "shutdown_timeout", None))
     return new
+
+
+def _obs_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
 
 
 def _key(overrides: dict[str, Any]) -> str | None:
@@ -79,7 +87,7 @@ def _lazy() -> Client | DisabledClient:
         log.error("obs: disabled: %s", e)
         with _lock:
             if _client is None:
-                _client, _overrides = DisabledClient(), {}
+                _client, _overrides = DisabledClient(), None
             return _client
 
 

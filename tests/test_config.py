@@ -258,6 +258,17 @@ def test_init_is_idempotent_and_replaces_on_new_overrides() -> None:
     assert first._closed  # the old client was flushed and stopped
 
 
+def test_init_picks_up_a_changed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. the first capture ran before a .env file was loaded: init() again must see the new key.
+    assert obs.capture("early") is None
+    assert isinstance(obs.get_client(), DisabledClient)
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_late")
+    monkeypatch.setenv("OBS_SINKS", "memory")
+    client = obs.init()
+    assert isinstance(client, Client) and obs.capture("late") is not None
+    assert obs.init() is client  # unchanged environment: the same client
+
+
 def test_debug_turns_on_debug_logging() -> None:
     obs.init(api_key="phc_x", sinks=["memory"], debug=True)
     assert logging.getLogger("obs").isEnabledFor(logging.DEBUG)
