@@ -59,19 +59,15 @@ class Client:
 
     enabled = True
 
-    def __init__(self, settings: Settings, sinks: list[Sink] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         from . import events
-        from . import sinks as _sinks
 
         self._kinds = events.EVENT_KINDS
         self._to_wire = events.to_wire
         self.settings = settings
         self._stats = Stats()
-        self._specs = list(settings.sinks)
-        # Build the sinks now so that an unknown sink spec fails at init, not in the background.
-        self._sinks = (
-            sinks if sinks is not None else [_sinks.build(s, settings, self._stats) for s in self._specs]
-        )
+        # Built now so that an unknown sink spec fails at init, not in the background.
+        self._sinks = self._build_sinks()
         self._super = settings.super_properties()
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
@@ -91,16 +87,19 @@ class Client:
         self._worker = Worker(self, self._sinks)
         self._worker.start()
 
+    def _build_sinks(self) -> list[Sink]:
+        from . import sinks
+
+        return [sinks.build(spec, self.settings, self._stats) for spec in self.settings.sinks]
+
     def _after_fork(self) -> None:
         """In a forked child: the parent's queue and worker are gone; start empty with fresh sinks."""
-        from . import sinks as _sinks
-
         self._queue = deque()
         self._wake_pending = False
         self._stats = Stats()
         if self._closed:
             return
-        self._sinks = [_sinks.build(s, self.settings, self._stats) for s in self._specs]
+        self._sinks = self._build_sinks()
         self._start()
 
     def flush(self, timeout: float | None = None) -> bool:
