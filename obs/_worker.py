@@ -143,9 +143,7 @@ class Worker:
         while q:
             rec = q.popleft()
             if type(rec) is Marker:
-                for route, events in pending.items():
-                    if events:
-                        self._emit(Batch(events, route))
+                self._emit_pending(pending)
                 pending = {"batch": [], "ai": []}
                 rec.targets = [lane.accepted for lane in self._lanes]
                 self._waiting.append(rec)
@@ -163,10 +161,13 @@ class Worker:
                 self._emit(Batch(events, route))
                 pending[route] = []
                 await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
+        self._emit_pending(pending)
+        return False
+
+    def _emit_pending(self, pending: dict[Route, list[dict[str, Any]]]) -> None:
         for route, events in pending.items():
             if events:
                 self._emit(Batch(events, route))
-        return False
 
     def _emit(self, batch: Batch) -> None:
         self._client._stats.incr("queued", len(batch))
