@@ -22,6 +22,7 @@ from ._api import (
 )
 from ._context import context
 from ._version import __version__
+from .decorators import capture_errors, capture_exception, flush_after, track
 
 if TYPE_CHECKING:
     from . import events, sinks, testing
@@ -51,9 +52,12 @@ __all__ = [
     "ashutdown",
     "capture",
     "capture_ai",
+    "capture_errors",
+    "capture_exception",
     "context",
     "events",
     "flush",
+    "flush_after",
     "get_client",
     "group_identify",
     "identify",
@@ -61,4 +65,5 @@ __all__ = [
     "shutdown",
     "sinks",
     "testing",
+    "track",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import threading
 import uuid as _uuidlib
 from collections.abc import Mapping
@@ -56,9 +57,18 @@ def init(**overrides: Any) -> Client | DisabledClient:
                 raise ConfigError(f"obs configuration is invalid:\n  sinks: {e}") from None
             log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
         _client, _overrides = new, config
+        _set_uncaught_hooks(new)
     if old is not None and old is not new:
         old.shutdown(getattr(old.settings, "shutdown_timeout", None))
     return new
+
+
+def _set_uncaught_hooks(client: Client | DisabledClient) -> None:
+    wanted = client.enabled and getattr(client.settings, "capture_uncaught", False)
+    if wanted or "obs._uncaught" in sys.modules:
+        from . import _uncaught
+
+        _uncaught.install() if wanted else _uncaught.uninstall()
 
 
 def _obs_environment() -> dict[str, str]:
@@ -148,10 +158,14 @@ async def aflush(timeout: float | None = None) -> bool:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, close the sinks and stop the worker. Later captures are dropped (counted) until `init()`."""
     c = _client
+    if "obs._uncaught" in sys.modules:
+        sys.modules["obs._uncaught"].uninstall()
     return True if c is None else c.shutdown(timeout)
 
 
 async def ashutdown(timeout: float | None = None) -> bool:
     """Await :func:`shutdown` without blocking the event loop."""
     c = _client
+    if "obs._uncaught" in sys.modules:
+        sys.modules["obs._uncaught"].uninstall()
     return True if c is None else await c.ashutdown(timeout)

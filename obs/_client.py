@@ -19,8 +19,9 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context
+from . import _context, _exceptions
 from ._log import log, warn_every
+from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
 from ._stats import Stats
 from ._uuid import uuid7
@@ -69,6 +70,12 @@ class Client:
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
         self._super = settings.super_properties()
+        self._error_limiter = (
+            _exceptions.RateLimiter(settings.error_rate_limit, settings.error_rate_window)
+            if settings.error_rate_limit
+            else None
+        )
+        self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -284,7 +291,9 @@ class Client:
             clean = sanitize_properties(merged, problems) if merged else {}
             personless = distinct_id is None or distinct_id == ""
             fields: dict[str, Any] = {}
-            if extra:
+            if kind == "exception":
+                fields = _exceptions.fields(extra or {}, self._scrub)
+            elif extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
             model = self._kinds[kind]
             event = model.__pydantic_validator__.validate_python(

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     disable_geoip: bool = Field(True, validation_alias="OBS_DISABLE_GEOIP")
     is_server: bool = Field(True, validation_alias="OBS_IS_SERVER")
 
+    # Error tracking.
+    capture_uncaught: bool = Field(False, validation_alias="OBS_CAPTURE_UNCAUGHT")
+    error_rate_limit: int = Field(10, ge=0, validation_alias="OBS_ERROR_RATE_LIMIT")
+    error_rate_window: float = Field(60.0, gt=0, validation_alias="OBS_ERROR_RATE_WINDOW")
+    scrub_secrets: bool = Field(True, validation_alias="OBS_SCRUB_SECRETS")
+    scrub_patterns: list[str] = Field(default_factory=list, validation_alias="OBS_SCRUB_PATTERNS")
+
     # Super-properties on every event; see `_derive_environment` for the fallback chain.
     environment: str | None = Field(None, validation_alias="POSTHOG_ENVIRONMENT")
     release: str | None = Field(None, validation_alias="OBS_RELEASE")
@@ -130,6 +137,20 @@ class Settings(BaseSettings):
         if v is None:
             return ["posthog"]
         return list(v) if not isinstance(v, list) else v
+
+    @field_validator("scrub_patterns", mode="after")
+    @classmethod
+    def _check_patterns(cls, v: list[str]) -> list[str]:
+        import re
+
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(
+                    f"OBS_SCRUB_PATTERNS: {pattern!r} is not a valid regular expression: {e}"
+                ) from None
+        return v
 
     @model_validator(mode="after")
     def _derive_environment(self) -> Settings:

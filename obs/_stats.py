@@ -27,6 +27,7 @@ class Stats:
         "dropped_too_large",  # single events over the per-event size cap
         "dropped_rejected",  # events refused by PostHog with a non-retryable 4xx
         "dropped_failed",  # events given up on after max_retries
+        "exceptions_rate_limited",  # identical exceptions held back by OBS_ERROR_RATE_LIMIT
     )
 
     def __init__(self) -> None:

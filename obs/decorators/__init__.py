@@ -1,4 +1,12 @@
-"""Decorators (`@capture_errors`, `@track`, `@trace_llm`, `@feature_gate`) and their shared wrapping helper.
+"""Decorators and their one wrapping helper (`_wrap.py`).
 
-Filled by the decorators issue; the package exists so the layout is stable.
+Every decorator is a :class:`~obs.decorators._wrap.Probe` — what to do when a unit of work starts and
+ends — handed to ``wrap``, which serves functions, coroutine functions, generators, async generators,
+methods, classmethods and staticmethods alike. All of them are also importable from ``obs``.
 """
+
+from .capture_errors import capture_errors, capture_exception
+from .flush_after import flush_after
+from .track import track
+
+__all__ = ["capture_errors", "capture_exception", "flush_after", "track"]

@@ -1,0 +1,165 @@
+"""Secret scrubbing for exception messages, source context lines and (later) LLM payloads.
+
+A :class:`Scrubber` runs on the background worker for every context line of every captured exception, so
+the built-in detections are one compiled alternation and text without any trigger substring skips the
+regex engine entirely. Only the secret part of a match is replaced, so a line stays readable:
+``api_key = "[redacted]"``, ``https://user:[redacted]@host``, ``Authorization: Bearer [redacted]``.
+
+Every quantifier that can meet a long run of the same characters is either bounded or on a character
+class that cannot overlap its neighbour, so matching stays linear on hostile input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+REDACTED = "[redacted]"
+
+# Password of `scheme://user:password@host`. The password may itself contain `@`: the greedy run backs off
+# to the last `@` before the path, which is what URL parsers do with unencoded passwords.
+_URL = (
+    r"(?P<url_user>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/?#@]{0,256}:)"
+    r"(?P<url>[^\s/?#]{1,256})(?=@)"
+)
+
+# RFC 6750 b64token. A digit or >= 20 characters tells a credential from prose ("Bearer of bad news",
+# "Token authentication failed").
+_TOK = r"[A-Za-z0-9._~+/=-]"
+_AUTH = rf"(?P<scheme>(?<![A-Za-z0-9])(?i:bearer|basic|token)[ \t]+)(?P<auth>(?={_TOK}*\d|{_TOK}{{20}}){_TOK}{{8,}})"
+
+# Provider formats. Prefixed keys need >= 16 characters after the prefix so words like `sk-learn` survive.
+_KEYS = (
+    r"(?P<key>(?<![A-Za-z0-9])(?:"
+    r"ph[cxs]_[A-Za-z0-9]{16,}"  # PostHog project / personal / secret keys
+    r"|sk-[A-Za-z0-9_-]{16,}"  # OpenAI sk-…, sk-proj-…; Anthropic sk-ant-…
+    r"|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}"
+    r"|xox[abpors]-[A-Za-z0-9-]{16,}"  # Slack
+    r"|[srp]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])"  # AWS access key id (long-lived / temporary)
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWT: base64url '{"' header and payload
+    r"))"
+)
+
+# `<name> <sep> <value>` where the name contains a secret word. The word may carry any prefix
+# (`db_password`, `OPENAI_API_KEY`, `clientSecret`) but a suffix only after `_`/`-` or a camelCase hump
+# (`SECRET_KEY`, `passwordHash`), so `author`, `tokenizer`, `secretary` and `max_tokens` are not names.
+# The separator may carry a type annotation (`password: str = "x"`). Quoted values are always literals;
+# the closing quote is optional because context lines are cut at a maximum length.
+_NAMES = r"password|passwd|passphrase|secret|token|api[_-]?key|auth|authorization|private[_-]?key"
+_ASSIGN = (
+    r"(?<![\w.-])(?P<q>[\"']?)"
+    rf"(?P<name>[A-Za-z0-9_.-]{{0,128}}(?i:{_NAMES})(?:(?:[_-]|(?<=[a-z])(?=[A-Z]))[A-Za-z0-9_-]{{0,64}})?)"
+    r"(?![A-Za-z0-9])(?P=q)"
+    r"(?P<sep>(?:[ \t]*:[ \t]*[\w.\[\], |]{1,64}?)?[ \t]*(?:[:=]{1,2}|=>)[ \t]*)"
+    r"(?:[rbfuRBFU]{0,2}\"(?P<dq>(?:[^\"\\\n]|\\.)+)\"?"
+    r"|[rbfuRBFU]{0,2}'(?P<sq>(?:[^'\\\n]|\\.)+)'?"
+    r"|(?P<bare>[^\s\"'&,;(){}\[\]<>]+))"
+)
+
+# Lower-case substrings at least one of which every default detection contains; most source lines have none.
+_TRIGGERS = (
+    "@", "pass", "secret", "token", "key", "auth", "bearer", "basic", "phc_", "phx_", "phs_", "sk-",
+    "k_live_", "k_test_", "gh", "xox", "akia", "asia", "aiza", "eyj",
+)  # fmt: skip
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CHAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+_LITERALS = frozenset({"none", "null", "nil", "true", "false", "undefined"})
+# A bare scheme word after `Authorization:` is kept so the Bearer/Basic/Token rule redacts the token after it.
+_SCHEMES = frozenset({"bearer", "basic", "token"})
+_TYPES = frozenset({"str", "bytes", "int", "float", "bool", "object", "dict", "list", "tuple", "set", "type"})
+
+
+class Scrubber:
+    """``scrub(text)`` returns ``text`` with secrets replaced by :data:`REDACTED`; it never raises.
+
+    ``enabled=False`` turns off the built-in detections; ``extra_patterns`` (user regexes) always apply.
+    A match of an extra pattern is replaced whole, or only its ``secret`` group if it has one.
+    """
+
+    __slots__ = ("_defaults", "_extra")
+
+    def __init__(self, enabled: bool = True, extra_patterns: Sequence[str] = ()) -> None:
+        self._defaults = re.compile("|".join((_URL, _AUTH, _KEYS, _ASSIGN))) if enabled else None
+        self._extra = [_compile_extra(p) for p in extra_patterns]
+
+    def __call__(self, text: str) -> str:
+        out = text
+        try:
+            if self._defaults is not None and _has_trigger(out):
+                out = self._scrub_defaults(out)
+            for rx in self._extra:
+                out = rx.sub(_replace_extra, out)
+        except Exception:
+            # Unreachable for str input; an SDK must still never turn a capture into a crash.
+            return text
+        return out
+
+    def _scrub_defaults(self, text: str) -> str:
+        assert self._defaults is not None
+        parts: list[str] = []
+        copied = pos = 0
+        while (m := self._defaults.search(text, pos)) is not None:
+            # Each alternative ends with its secret group, so the last group closed is the one to replace.
+            group = m.lastgroup or 0
+            start, end = m.span(group)
+            if group == "bare" and _is_code(m):
+                # Rescan from the value: it may hold something else to redact (`Authorization: Bearer …`).
+                pos = start
+                continue
+            parts += (text[copied:start], REDACTED)
+            copied = pos = end
+        if not parts:
+            return text
+        parts.append(text[copied:])
+        return "".join(parts)
+
+
+def _has_trigger(text: str) -> bool:
+    low = text.lower()
+    return any(t in low for t in _TRIGGERS)
+
+
+def _is_code(m: re.Match[str]) -> bool:
+    """Whether an unquoted value is an expression in source code rather than a literal secret.
+
+    Kept: literals (`token = None`), attribute chains (`api_key=settings.api_key`), calls and subscripts
+    (`password = request.form["password"]`), a kwarg passed through under its own name (`api_key=api_key`),
+    any identifier after an `=` followed by whitespace (PEP 8 assignment `password = pw`), and a type after
+    `:` (`password: str`). Everything else is redacted: env/query/log style `DB_PASSWORD=hunter2`,
+    `?token=abc`, YAML `password: hunter2`, and any value that is not an identifier (`token = 123abc`).
+    """
+    value, sep = m["bare"], m["sep"]
+    low = value.lower()
+    if low in _LITERALS or low in _SCHEMES or _CHAIN.fullmatch(value):
+        return True
+    if not _IDENT.fullmatch(value):
+        return False
+    return (
+        m.string[m.end() : m.end() + 1] in ("(", "[")
+        or low == m["name"].lower()
+        or ("=" in sep and sep[-1] in " \t")
+        or (":" in sep and (value in _TYPES or (value[0].isupper() and value.isalpha())))
+    )
+
+
+def _compile_extra(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"invalid scrub pattern {pattern!r}: {e}") from e
+
+
+def _replace_extra(m: re.Match[str]) -> str:
+    whole = m.group(0)
+    if not whole:
+        return whole  # a pattern that can match empty text must not sprinkle REDACTED between characters
+    if "secret" not in m.re.groupindex:
+        return REDACTED
+    start, end = m.span("secret")
+    if start == end:  # group did not participate or is empty
+        return whole
+    offset = m.start()
+    return whole[: start - offset] + REDACTED + whole[end - offset :]

@@ -1,0 +1,114 @@
+"""``capture_uncaught``: send exceptions nothing else caught, from the three places Python reports them.
+
+- ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal`` and flushed (bounded
+  by ``OBS_SHUTDOWN_TIMEOUT``) before the previous hook prints the traceback.
+- ``threading.excepthook``: a thread died. Captured and flushed from that thread.
+- asyncio: an exception no task retrieved reaches the loop's default exception handler. Captured, not
+  flushed (a flush would block the loop); the worker sends it with the next batch.
+
+Each hook chains to whatever was installed before it, and is removed again by :func:`uninstall` only if
+nobody has replaced it since. ``KeyboardInterrupt`` (and other non-``Exception`` errors) are not captured.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from . import _api, _exceptions
+from ._log import warn_every
+
+_previous: dict[str, Any] = {}
+
+
+def install() -> None:
+    """Install the three hooks (idempotent)."""
+    if _previous:
+        return
+    import asyncio.base_events
+
+    _previous["sys"] = sys.excepthook
+    _previous["threading"] = threading.excepthook
+    _previous["asyncio"] = asyncio.base_events.BaseEventLoop.default_exception_handler
+    sys.excepthook = _sys_hook
+    threading.excepthook = _threading_hook
+    asyncio.base_events.BaseEventLoop.default_exception_handler = _asyncio_handler  # type: ignore[method-assign,assignment]
+
+
+def uninstall() -> None:
+    """Put back what was there before :func:`install`, where it is still ours."""
+    if not _previous:
+        return
+    import asyncio.base_events
+
+    if sys.excepthook is _sys_hook:
+        sys.excepthook = _previous["sys"]
+    if threading.excepthook is _threading_hook:
+        threading.excepthook = _previous["threading"]
+    loop_class = asyncio.base_events.BaseEventLoop
+    if loop_class.default_exception_handler is _asyncio_handler:
+        loop_class.default_exception_handler = _previous["asyncio"]  # type: ignore[method-assign]
+    _previous.clear()
+
+
+def installed() -> bool:
+    return bool(_previous)
+
+
+def _capture(exc: BaseException | None, *, level: str, source: str, props: dict[str, Any] | None) -> bool:
+    """Capture ``exc`` with the current client; True if something was queued."""
+    if not isinstance(exc, Exception):
+        return False
+    try:
+        client = _api._client
+        if client is None or not client.enabled:
+            return False
+        return (
+            _exceptions.capture(
+                client,  # type: ignore[arg-type]
+                exc,
+                properties=props,
+                level=level,
+                handled=False,
+                source=source,
+                mechanism="onuncaughtexception",
+            )
+            is not None
+        )
+    except Exception as e:  # a hook must never fail: the previous one still has to run
+        warn_every("uncaught-hook", 60, "obs: could not capture an uncaught exception: %r", e)
+        return False
+
+
+def _flush() -> None:
+    client = _api._client
+    if client is not None and client.enabled:
+        client.flush(client.settings.shutdown_timeout)  # type: ignore[union-attr]
+
+
+def _sys_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if _capture(exc, level="fatal", source="python.sys_excepthook", props=None):
+        _flush()
+    _previous.get("sys", sys.__excepthook__)(exc_type, exc, tb)
+
+
+def _threading_hook(args: Any) -> None:
+    thread = getattr(args, "thread", None)
+    props = {"thread_name": thread.name} if thread is not None else None
+    if _capture(args.exc_value, level="error", source="python.threading_excepthook", props=props):
+        _flush()
+    _previous.get("threading", threading.__excepthook__)(args)
+
+
+def _asyncio_handler(loop: Any, context: dict[str, Any]) -> None:
+    message = context.get("message")
+    _capture(
+        context.get("exception"),
+        level="error",
+        source="python.asyncio",
+        props={"asyncio_message": message} if message else None,
+    )
+    previous = _previous.get("asyncio")
+    if previous is not None:
+        previous(loop, context)

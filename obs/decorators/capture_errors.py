@@ -1,0 +1,188 @@
+"""`@capture_errors` and `capture_exception`: exceptions → `$exception`, once each."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
+from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+
+from .. import _api, _exceptions
+from .._log import warn_every
+from ._wrap import RERAISE, Decorator, Probe, distinct_id_for, wrap
+
+P = ParamSpec("P")
+R = TypeVar("R")
+D = TypeVar("D")
+D_co = TypeVar("D_co", covariant=True)
+Y = TypeVar("Y")
+S = TypeVar("S")
+
+DistinctId: TypeAlias = "str | Callable[..., Any] | None"
+
+
+def capture_exception(
+    exc: BaseException | None = None,
+    *,
+    distinct_id: Any = None,
+    properties: Mapping[str, Any] | None = None,
+    level: str = "error",
+    fingerprint: str | None = None,
+) -> str | None:
+    """Send ``exc`` (by default the exception being handled) as an `$exception`; returns its uuid.
+
+    Without a ``distinct_id`` here or from :class:`obs.context`, the event is personless: its
+    distinct_id is the event's own uuid and it carries ``$process_person_profile: false``. Returns None
+    when the SDK is off, ``exc`` was already captured, or the error is being rate-limited. Never raises.
+    """
+    try:
+        client = _api._client or _api._lazy()
+        if not client.enabled:
+            return None
+        if exc is None:
+            exc = sys.exc_info()[1]
+            if exc is None:
+                _exceptions.warn_no_exception()
+                return None
+        return _exceptions.capture(
+            client,  # type: ignore[arg-type]
+            exc,
+            distinct_id=distinct_id,
+            properties=properties,
+            level=level,
+            fingerprint=fingerprint,
+        )
+    except Exception as e:
+        warn_every("capture-exception", 60, "obs: capture_exception failed: %r", e)
+        return None
+
+
+class _CaptureErrors(Probe):
+    errors_only = True
+
+    def __init__(
+        self,
+        reraise: bool,
+        default: Any,
+        ignore: tuple[type[BaseException], ...],
+        properties: Mapping[str, Any] | None,
+        distinct_id: DistinctId,
+        level: str,
+        fingerprint: str | None,
+    ) -> None:
+        self.reraise = reraise
+        self.default = default
+        self.ignore = ignore
+        self.properties = dict(properties) if properties else None
+        self.distinct_id = distinct_id
+        self.level = level
+        self.fingerprint = fingerprint
+
+    def finish(
+        self,
+        state: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
+        error: BaseException | None,
+    ) -> Any:
+        # Only Exceptions: SystemExit, KeyboardInterrupt, GeneratorExit and cancellation (asyncio's
+        # CancelledError, trio.Cancelled) are BaseExceptions, as is a group holding any of them.
+        if not isinstance(error, Exception) or isinstance(error, self.ignore):
+            return RERAISE
+        client = _api._client or _api._lazy()
+        if client.enabled and not _exceptions.is_captured(error):
+            did = distinct_id_for(self.distinct_id, args, kwargs)
+            _exceptions.capture(
+                client,  # type: ignore[arg-type]
+                error,
+                distinct_id=did,
+                properties=self.properties,
+                level=self.level,
+                fingerprint=self.fingerprint,
+                handled=not self.reraise,
+                source="obs.capture_errors",
+                mechanism="obs.capture_errors",
+            )
+        return RERAISE if self.reraise else self.default
+
+
+class _Swallowing(Protocol[D_co]):
+    """What ``capture_errors(reraise=False, default=…)`` returns: the result type widens by the default."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Coroutine[Any, Any, R | D_co]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Generator[Y, S, R]], /) -> Callable[P, Generator[Y, S, R | D_co]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, R | D_co]: ...
+
+
+@overload
+def capture_errors(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def capture_errors(
+    *,
+    reraise: Literal[True] = True,
+    ignore: tuple[type[BaseException], ...] = (),
+    properties: Mapping[str, Any] | None = None,
+    distinct_id: DistinctId = None,
+    level: str = "error",
+    fingerprint: str | None = None,
+) -> Decorator: ...
+@overload
+def capture_errors(
+    *,
+    reraise: Literal[False],
+    default: D,
+    ignore: tuple[type[BaseException], ...] = (),
+    properties: Mapping[str, Any] | None = None,
+    distinct_id: DistinctId = None,
+    level: str = "error",
+    fingerprint: str | None = None,
+) -> _Swallowing[D]: ...
+@overload
+def capture_errors(
+    *,
+    reraise: Literal[False],
+    ignore: tuple[type[BaseException], ...] = (),
+    properties: Mapping[str, Any] | None = None,
+    distinct_id: DistinctId = None,
+    level: str = "error",
+    fingerprint: str | None = None,
+) -> _Swallowing[None]: ...
+def capture_errors(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    reraise: bool = True,
+    default: Any = None,
+    ignore: tuple[type[BaseException], ...] = (),
+    properties: Mapping[str, Any] | None = None,
+    distinct_id: DistinctId = None,
+    level: str = "error",
+    fingerprint: str | None = None,
+) -> Any:
+    """Send exceptions raised by the decorated callable as `$exception`, once each.
+
+    Works on functions, coroutine functions, generators and async generators (an exception raised
+    mid-iteration is captured), methods, classmethods and staticmethods; bare or with options:
+
+    - ``reraise``: re-raise after capturing (default). With ``reraise=False`` the call returns
+      ``default`` instead (a generator simply ends).
+    - ``ignore``: exception types that are neither captured nor swallowed.
+    - ``properties``: added to the event. ``distinct_id``: a string, or a callable taking the call's
+      arguments; by default the one from :class:`obs.context`.
+    - ``level`` (`$exception_level`) and ``fingerprint`` (`$exception_fingerprint`).
+
+    ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and cancellation are never captured or
+    swallowed. An exception captured by an inner decorator is not captured again. The success path does
+    no work besides the call itself.
+    """
+    probe = _CaptureErrors(reraise, default, tuple(ignore), properties, distinct_id, level, fingerprint)
+    if fn is None:
+        return lambda f: wrap(f, probe)
+    return wrap(fn, probe)

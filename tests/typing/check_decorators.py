@@ -1,0 +1,93 @@
+"""Type-checked by `make test` (mypy --strict, see pyproject.toml), never run: the decorators keep the
+signature and return type of what they wrap. A decorator that erased types would fail these checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+from typing_extensions import assert_type
+
+import obs
+
+
+@obs.capture_errors
+def parse(text: str, *, strict: bool = False) -> int:
+    return int(text)
+
+
+@obs.capture_errors(level="warning", ignore=(KeyError,))
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@obs.capture_errors(reraise=False, default=-1)
+def parse_or_default(text: str) -> int:
+    return int(text)
+
+
+@obs.capture_errors(reraise=False)
+async def fetch_or_none(url: str) -> bytes:
+    return url.encode()
+
+
+@obs.capture_errors(reraise=False, default="")
+def lines(n: int) -> Iterator[str]:
+    yield from map(str, range(n))
+
+
+@obs.track("exported", capture_args=["fmt"])
+def export(fmt: str, rows: list[int]) -> dict[str, int]:
+    return {fmt: len(rows)}
+
+
+@obs.track
+async def chunks(n: int) -> AsyncIterator[bytes]:
+    for i in range(n):
+        yield bytes([i])
+
+
+@obs.flush_after
+def handler(event: dict[str, str], context: object) -> str:
+    return event["id"]
+
+
+@obs.flush_after(timeout=2.0)
+async def ahandler(event: dict[str, str]) -> str:
+    return event["id"]
+
+
+class Service:
+    @obs.capture_errors
+    def method(self, x: int) -> str:
+        return str(x)
+
+    @staticmethod
+    @obs.track("static")
+    def static(x: int) -> int:
+        return x
+
+    @classmethod
+    @obs.capture_errors(reraise=False, default=None)
+    def build(cls, name: str) -> Service:
+        return cls()
+
+
+async def check() -> None:
+    assert_type(parse("1", strict=True), int)
+    assert_type(await fetch("u"), bytes)
+    assert_type(parse_or_default("x"), int)
+    assert_type(await fetch_or_none("u"), bytes | None)
+    assert_type(export("csv", [1, 2]), dict[str, int])
+    assert_type(handler({"id": "1"}, None), str)
+    assert_type(await ahandler({"id": "1"}), str)
+    assert_type(Service().method(1), str)
+    assert_type(Service.static(1), int)
+    assert_type(Service.build("x"), Service | None)
+    async for chunk in chunks(3):
+        assert_type(chunk, bytes)
+    for line in lines(2):
+        assert_type(line, str)
+    parse(1)  # type: ignore[arg-type]
+    parse("1", loose=True)  # type: ignore[call-arg]
+    export("csv")  # type: ignore[call-arg]
+    await fetch(b"u")  # type: ignore[arg-type]
