@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Gene
 from contextvars import Context, copy_context
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
+from .. import _api
 from .._log import warn_every
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +54,9 @@ class Probe:
 
     #: Call ``finish`` only when the unit raised (no per-call work at all on success).
     errors_only = False
+    #: Nothing to do while the SDK is off: the wrapper then calls straight through. "Off" means a client
+    #: exists and is disabled; before the first client exists, ``start`` runs and initialises it.
+    idle_when_disabled = False
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return None
@@ -167,7 +171,11 @@ def _sync(fn: Callable[..., Any], probe: Probe) -> Callable[..., Any]:
 
         return errors_only
 
+    idle = probe.idle_when_disabled
+
     def around(*args: Any, **kwargs: Any) -> Any:
+        if idle and (c := _api._client) is not None and not c.enabled:  # off: call straight through
+            return fn(*args, **kwargs)
         state = _start(probe, args, kwargs)
         try:
             result = fn(*args, **kwargs)
@@ -196,7 +204,11 @@ def _coro(fn: Callable[..., Awaitable[Any]], probe: Probe) -> Callable[..., Any]
 
         return errors_only
 
+    idle = probe.idle_when_disabled
+
     async def around(*args: Any, **kwargs: Any) -> Any:
+        if idle and (c := _api._client) is not None and not c.enabled:
+            return await fn(*args, **kwargs)
         state = _start(probe, args, kwargs)
         try:
             result = await fn(*args, **kwargs)

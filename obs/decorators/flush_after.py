@@ -14,6 +14,8 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class _FlushAfter(Probe):
+    idle_when_disabled = True
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
 

@@ -17,6 +17,8 @@ _perf_ns = time.perf_counter_ns
 
 
 class _Track(Probe):
+    idle_when_disabled = True
+
     def __init__(
         self,
         fn: Callable[..., Any],
