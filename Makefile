@@ -26,9 +26,11 @@ demo: $(STAMP)
 	$(BIN)/python -m obs.demo
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_e2e.py
+	$(BIN)/python benchmarks/bench_decorators.py
 
 clean:
 	rm -rf $(VENV) .obs .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,16 @@ from obs.sinks.sqlite import read_events
 DB = Path(os.environ.get("OBS_DEMO_DB", ".obs/demo.db"))
 
 
+@obs.track("report_exported", capture_args=["fmt"])
+def export_report(fmt: str, rows: int) -> int:
+    return rows
+
+
+@obs.capture_errors(reraise=False, default=0.0, properties={"feature": "pricing"})
+def unit_price(total: float, quantity: int) -> float:
+    return total / quantity
+
+
 def main() -> int:
     DB.unlink(missing_ok=True)
     # A placeholder project key switches obs on; the only sink is the local store, so nothing is sent.
@@ -28,6 +38,8 @@ def main() -> int:
         obs.capture("project_created", {"template": "blank"}, groups={"company": "acme"})
         obs.capture("file_uploaded", {"bytes": 18_432, "kind": "csv"})
         obs.capture_ai("$ai_generation", {"$ai_model": "gpt-4o-mini", "$ai_input_tokens": 412})
+        export_report("csv", rows=120)  # @track: one event with duration_ms, success, arg_fmt
+        unit_price(10.0, 0)  # @capture_errors: a $exception in PostHog's format, the call returns 0.0
     obs.capture("cli_ran", {"command": "demo"})  # no distinct_id: a personless event
 
     if not obs.shutdown(10):
@@ -51,7 +63,7 @@ def main() -> int:
     print(line.rstrip())
     print("-" * min(120, len(line) + 40))
     for r in table:
-        props = r[3] if len(r[3]) <= 80 else r[3][:77] + "..."
+        props = r[3] if len(r[3]) <= 100 else r[3][:97] + "..."
         print("  ".join(str(c).ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + props)
     print(f"\n{len(rows)} events stored in {DB} (SQLite, table `events`).")
     return 0

@@ -24,13 +24,15 @@ def test_demo_stores_and_prints_events(tmp_path: Path) -> None:
         "project_created",
         "file_uploaded",
         "$ai_generation",
+        "report_exported",
+        "$exception",
         "cli_ran",
     ):
         assert name in out.stdout
-    assert "6 events stored" in out.stdout
+    assert "8 events stored" in out.stdout
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT event, route FROM events ORDER BY uuid").fetchall()
-    assert len(rows) == 6
+    assert len(rows) == 8
     assert ("$ai_generation", "ai") in rows
 
 
