@@ -52,18 +52,23 @@ _KEYS = (
 # The separator may carry a type annotation (`password: str = "x"`). Quoted values are always literals;
 # the closing quote is optional because context lines are cut at a maximum length. A bare value does not
 # end in `:` so `if token == expected:` reads as code.
+_TYPE = r"[\w.]{1,64}(?:\[[\w.\[\], |]{0,64}\])?"
+# `: T = ` / `: A | B = `; the `=` must be followed by a space or a quote, else `password: abc=def` (YAML)
+# would read as an annotation `abc` and leave `abc` in the clear.
+_ANNOTATION = rf"[ \t]*:[ \t]*{_TYPE}(?:[ \t]*\|[ \t]*{_TYPE}){{0,4}}[ \t]*=(?=[ \t]|[rbfuRBFU]{{0,2}}[\"'])"
 _ASSIGN = (
     r"(?P<name>(?=[PpSsTtAa])"  # a cheap first-character test before trying the words case-insensitively
     r"(?i:pass(?:word|wd|phrase)|secret|token|api[_-]?key|auth(?:orization)?|private[_-]?key)"
     r"(?:(?:[_-]|(?<=[a-z])(?=[A-Z]))[A-Za-z0-9_-]{0,64})?)(?![A-Za-z0-9])[\"']?"
-    r"(?P<sep>(?:[ \t]*:[ \t]*[\w.\[\], |]{1,64}?)?[ \t]*(?:[:=]{1,2}|=>)[ \t]*)"
+    rf"(?P<sep>(?:{_ANNOTATION}|[ \t]*(?:[:=]{{1,2}}|=>))[ \t]*)"
     r"(?:[rbfuRBFU]{0,2}\"(?P<dq>(?:[^\"\\\n]|\\.)+)\"?"
     r"|[rbfuRBFU]{0,2}'(?P<sq>(?:[^'\\\n]|\\.)+)'?"
     r"|(?P<bare>[^\s\"'`&,;(){}\[\]<>]*[^\s\"'`&,;(){}\[\]<>:]))"
 )
 
 # Lower-case substrings at least one of which every default detection contains. About 95% of source lines
-# contain none, and checking that is ~10x cheaper than searching with the full pattern.
+# contain none, and looking for them costs about a quarter of a search with the full pattern (~2 vs ~9 us
+# on an 80-character line).
 _TRIGGERS = (
     "@", "pass", "secret", "token", "key", "auth", "bearer", "basic", "phc_", "phx_", "phs_", "sk-",
     "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "akia", "asia",
