@@ -7,12 +7,12 @@ contextvar it follows ``await``, asyncio tasks, anyio task groups and ``anyio.to
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
+
+from .decorators._wrap import RERAISE, Probe, wrap
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,20 +94,17 @@ class context:
         self.__exit__(et, ev, tb)
 
     def __call__(self, fn: F) -> F:
-        spec = (self._distinct_id, self._session_id, self._properties)
+        """As a decorator: each call (or whole generator iteration) runs inside a new level like this one."""
+        return wrap(fn, _ContextProbe(self._distinct_id, self._session_id, self._properties))
 
-        if inspect.iscoroutinefunction(fn):
 
-            @functools.wraps(fn)
-            async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                with context(*spec):
-                    return await fn(*args, **kwargs)
+class _ContextProbe(Probe):
+    def __init__(self, *spec: Any) -> None:
+        self.spec = spec
 
-            return awrapper  # type: ignore[return-value]
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return current.set(context(*self.spec)._frame())
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with context(*spec):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+    def finish(self, state: Any, args: Any, kwargs: Any, result: Any, error: Any) -> Any:
+        current.reset(state)
+        return RERAISE

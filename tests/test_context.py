@@ -93,6 +93,42 @@ def test_decorator_sync_and_async(memory: Mem) -> None:
     assert ev["async_job"]["properties"]["job"] == "async"  # type: ignore[index]
 
 
+def test_decorator_on_generators_holds_for_the_whole_iteration_only(memory: Mem) -> None:
+    _, sink = memory
+
+    @obs.context(distinct_id="streamer", properties={"stage": "inside"})
+    def rows() -> object:
+        for i in range(2):
+            obs.capture(f"row{i}")
+            yield i
+
+    @obs.context(properties={"stage": "async-inside"})
+    async def arows() -> object:
+        for i in range(2):
+            await asyncio.sleep(0)
+            obs.capture(f"arow{i}")
+            yield i
+
+    async def consume() -> None:
+        async for _ in arows():  # type: ignore[attr-defined]
+            obs.capture("aconsumer")
+
+    for _ in rows():  # type: ignore[attr-defined]
+        obs.capture("consumer")
+    asyncio.run(consume())
+    assert obs.flush(5)
+    events = list(sink.events)
+    for e in events:
+        stage = e["properties"].get("stage")
+        if e["event"].startswith("row"):
+            assert (e["distinct_id"], stage) == ("streamer", "inside")
+        elif e["event"].startswith("arow"):
+            assert stage == "async-inside"
+        else:  # the consumer, between yields
+            assert stage is None and e["distinct_id"] != "streamer", e
+    assert len(events) == 8
+
+
 def test_follows_await_tasks_and_threads_on_asyncio(memory: Mem) -> None:
     _, sink = memory
 
