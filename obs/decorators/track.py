@@ -119,7 +119,7 @@ def track(
     generator is tracked from first ``next`` to the end; stopped early it has ``closed_early: true``.
     Used bare (``@track``) the event is named after the function.
     """
-    if callable(event):
+    if not isinstance(event, str):  # used bare: @track on a function, classmethod or staticmethod
         fn = event
         return wrap(fn, _Track(fn, getattr(fn, "__name__", "call"), None, (), False, None))
     name = event
