@@ -64,11 +64,18 @@ def init(**overrides: Any) -> Client | DisabledClient:
 
 
 def _set_uncaught_hooks(client: Client | DisabledClient) -> None:
-    wanted = client.enabled and getattr(client.settings, "capture_uncaught", False)
-    if wanted or "obs._uncaught" in sys.modules:
+    if client.enabled and getattr(client.settings, "capture_uncaught", False):
         from . import _uncaught
 
-        _uncaught.install() if wanted else _uncaught.uninstall()
+        _uncaught.install()
+    else:
+        _remove_uncaught_hooks()
+
+
+def _remove_uncaught_hooks() -> None:
+    uncaught = sys.modules.get("obs._uncaught")  # never imported: nothing was installed
+    if uncaught is not None:
+        uncaught.uninstall()
 
 
 def _obs_environment() -> dict[str, str]:
@@ -158,14 +165,12 @@ async def aflush(timeout: float | None = None) -> bool:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, close the sinks and stop the worker. Later captures are dropped (counted) until `init()`."""
     c = _client
-    if "obs._uncaught" in sys.modules:
-        sys.modules["obs._uncaught"].uninstall()
+    _remove_uncaught_hooks()
     return True if c is None else c.shutdown(timeout)
 
 
 async def ashutdown(timeout: float | None = None) -> bool:
     """Await :func:`shutdown` without blocking the event loop."""
     c = _client
-    if "obs._uncaught" in sys.modules:
-        sys.modules["obs._uncaught"].uninstall()
+    _remove_uncaught_hooks()
     return True if c is None else await c.ashutdown(timeout)

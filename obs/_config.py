@@ -141,15 +141,12 @@ class Settings(BaseSettings):
     @field_validator("scrub_patterns", mode="after")
     @classmethod
     def _check_patterns(cls, v: list[str]) -> list[str]:
-        import re
+        from ._scrub import Scrubber
 
-        for pattern in v:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(
-                    f"OBS_SCRUB_PATTERNS: {pattern!r} is not a valid regular expression: {e}"
-                ) from None
+        try:
+            Scrubber(False, v)  # compiles each pattern, naming the one that does not
+        except ValueError as e:
+            raise ValueError(f"OBS_SCRUB_PATTERNS: {e}") from None
         return v
 
     @model_validator(mode="after")
