@@ -93,7 +93,7 @@ def capture(
         "exc": exc,
         "tb": tb,
         "stack": stack,
-        "level": _LEVELS.get(str(level).lower(), "error"),
+        "level": _LEVELS.get(str(level).lower()) or _unknown_level(level),
         "fingerprint": fingerprint,
         "mechanism": {"type": mechanism, "handled": handled},
     }
@@ -101,6 +101,19 @@ def capture(
     if u is not None:
         _mark(exc, u)
     return u
+
+
+def level_name(level: str) -> str:
+    """PostHog's name for ``level``; ValueError for one it does not know (a decorator's option)."""
+    name = _LEVELS.get(str(level).lower())
+    if name is None:
+        raise ValueError(f"level must be one of {', '.join(_LEVELS)}, not {level!r}")
+    return name
+
+
+def _unknown_level(level: Any) -> str:
+    warn_every("bad-level", 60, "obs: unknown exception level %r; sent as 'error'", level)
+    return "error"
 
 
 def _mark(exc: BaseException, value: str) -> None:

@@ -127,7 +127,7 @@ def capture_errors(fn: Callable[P, R], /) -> Callable[P, R]: ...
 def capture_errors(
     *,
     reraise: Literal[True] = True,
-    ignore: tuple[type[BaseException], ...] = (),
+    ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
     properties: Mapping[str, Any] | None = None,
     distinct_id: DistinctId = None,
     level: str = "error",
@@ -138,7 +138,7 @@ def capture_errors(
     *,
     reraise: Literal[False],
     default: D,
-    ignore: tuple[type[BaseException], ...] = (),
+    ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
     properties: Mapping[str, Any] | None = None,
     distinct_id: DistinctId = None,
     level: str = "error",
@@ -148,7 +148,7 @@ def capture_errors(
 def capture_errors(
     *,
     reraise: Literal[False],
-    ignore: tuple[type[BaseException], ...] = (),
+    ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
     properties: Mapping[str, Any] | None = None,
     distinct_id: DistinctId = None,
     level: str = "error",
@@ -160,7 +160,7 @@ def capture_errors(
     *,
     reraise: bool = True,
     default: Any = None,
-    ignore: tuple[type[BaseException], ...] = (),
+    ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
     properties: Mapping[str, Any] | None = None,
     distinct_id: DistinctId = None,
     level: str = "error",
@@ -182,7 +182,13 @@ def capture_errors(
     swallowed. An exception captured by an inner decorator is not captured again. The success path does
     no work besides the call itself.
     """
-    probe = _CaptureErrors(reraise, default, tuple(ignore), properties, distinct_id, level, fingerprint)
+    # Mistakes in the options fail here, at decoration, not at the first error.
+    ignored = (ignore,) if isinstance(ignore, type) else tuple(ignore)
+    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in ignored):
+        raise TypeError(f"capture_errors(ignore=...) takes exception types, not {ignore!r}")
+    probe = _CaptureErrors(
+        reraise, default, ignored, properties, distinct_id, _exceptions.level_name(level), fingerprint
+    )
     if fn is None:
         return lambda f: wrap(f, probe)
     return wrap(fn, probe)

@@ -123,6 +123,8 @@ def track(
         fn = event
         return wrap(fn, _Track(fn, getattr(fn, "__name__", "call"), None, (), False, None))
     name = event
+    if not name:
+        raise ValueError("@track needs an event name, e.g. @track('report_exported')")
 
     def decorate(fn: Callable[..., Any]) -> Any:
         return wrap(fn, _Track(fn, name, properties, tuple(capture_args), capture_result, distinct_id))

@@ -409,3 +409,33 @@ def test_the_caller_does_not_format_frames(memory: Memory) -> None:
     finally:
         linecache.getlines = real
     assert callers and threading.current_thread().name not in callers
+
+
+# ---------------------------------------------------------------- options checked at decoration
+
+
+def test_bad_options_fail_at_decoration_not_at_the_first_error() -> None:
+    with pytest.raises(ValueError, match="level must be one of"):
+        obs.capture_errors(level="loud")
+    with pytest.raises(TypeError, match="exception types"):
+        obs.capture_errors(ignore=("KeyError",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="event name"):
+        obs.track("")
+
+
+def test_ignore_takes_a_single_type_and_levels_are_normalised(memory: Memory) -> None:
+    _, sink = memory
+
+    @obs.capture_errors(ignore=KeyError, level="critical")
+    def fail(exc: Exception) -> None:
+        raise exc
+
+    with pytest.raises(KeyError):
+        fail(KeyError("ignored"))
+    with pytest.raises(ValueError):
+        fail(ValueError("sent"))
+    obs.capture_exception(_caught(_level3, "manual"), level="nonsense")  # logged, sent as error
+    first, second = _exceptions(sink)
+    assert first["properties"]["$exception_list"][0]["type"] == "ValueError"
+    assert first["properties"]["$exception_level"] == "fatal"
+    assert second["properties"]["$exception_level"] == "error"
