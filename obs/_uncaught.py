@@ -3,8 +3,9 @@
 - ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal`` and flushed (bounded
   by ``OBS_SHUTDOWN_TIMEOUT``) before the previous hook prints the traceback.
 - ``threading.excepthook``: a thread died. Captured and flushed from that thread.
-- asyncio: an exception no task retrieved reaches the loop's default exception handler. Captured, not
-  flushed (a flush would block the loop); the worker sends it with the next batch.
+- asyncio: an exception no task retrieved reaches the loop's exception handler — the default one of
+  every loop without a handler of its own, and, when ``init`` runs inside a loop that has one, that
+  loop's handler. Captured, not flushed (a flush would block the loop); it goes with the next batch.
 
 Each hook chains to whatever was installed before it, and is removed again by :func:`uninstall` only if
 nobody has replaced it since. ``KeyboardInterrupt`` (and other non-``Exception`` errors) are not captured.
@@ -34,6 +35,19 @@ def install() -> None:
     sys.excepthook = _sys_hook
     threading.excepthook = _threading_hook
     asyncio.base_events.BaseEventLoop.default_exception_handler = _asyncio_handler  # type: ignore[method-assign,assignment]
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    theirs = loop.get_exception_handler()
+    if theirs is not None:  # this loop never reaches the default handler: chain to its own
+
+        def chained(loop: Any, context: dict[str, Any]) -> None:
+            _capture_loop_error(context)
+            theirs(loop, context)
+
+        loop.set_exception_handler(chained)
+        _previous["loop"] = (loop, theirs, chained)
 
 
 def uninstall() -> None:
@@ -49,6 +63,10 @@ def uninstall() -> None:
     loop_class = asyncio.base_events.BaseEventLoop
     if loop_class.default_exception_handler is _asyncio_handler:
         loop_class.default_exception_handler = _previous["asyncio"]  # type: ignore[method-assign]
+    if "loop" in _previous:
+        loop, theirs, chained = _previous["loop"]
+        if not loop.is_closed() and loop.get_exception_handler() is chained:
+            loop.set_exception_handler(theirs)
     _previous.clear()
 
 
@@ -101,7 +119,7 @@ def _threading_hook(args: Any) -> None:
     _previous.get("threading", threading.__excepthook__)(args)
 
 
-def _asyncio_handler(loop: Any, context: dict[str, Any]) -> None:
+def _capture_loop_error(context: dict[str, Any]) -> None:
     message = context.get("message")
     _capture(
         context.get("exception"),
@@ -109,6 +127,10 @@ def _asyncio_handler(loop: Any, context: dict[str, Any]) -> None:
         source="python.asyncio",
         props={"asyncio_message": message} if message else None,
     )
+
+
+def _asyncio_handler(loop: Any, context: dict[str, Any]) -> None:
+    _capture_loop_error(context)
     previous = _previous.get("asyncio")
     if previous is not None:
         previous(loop, context)

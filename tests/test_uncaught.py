@@ -159,3 +159,31 @@ def test_disabled_sdk_installs_nothing() -> None:
     original = sys.excepthook
     obs.init(capture_uncaught=True)  # no API key: off
     assert sys.excepthook is original and not _uncaught.installed()
+
+
+def test_a_running_loops_own_handler_is_chained_and_restored() -> None:
+    import asyncio
+
+    from obs.sinks import MemorySink
+
+    sink = MemorySink()
+    seen: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def theirs(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            seen.append(context["message"])
+
+        loop.set_exception_handler(theirs)
+        obs.init(api_key="phc_h", sinks=[sink], capture_uncaught=True)
+        loop.call_exception_handler({"message": "callback failed", "exception": OSError("disk")})
+        assert await obs.aflush(5)
+        await obs.ashutdown(5)
+        assert loop.get_exception_handler() is theirs
+
+    asyncio.run(main())
+    assert seen == ["callback failed"]
+    (event,) = [e for e in sink.events if e["event"] == "$exception"]
+    assert event["properties"]["asyncio_message"] == "callback failed"
+    assert event["properties"]["$exception_list"][0]["type"] == "OSError"
