@@ -41,8 +41,20 @@ def test_notebooks_run_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
     import nbclient
     import nbformat
 
+    # What each notebook must show; a notebook added without an entry here fails the test.
+    expected = {
+        "quickstart.ipynb": ["'doc_opened', 'user-1', 'acme'", "4 stored"],
+        "decorators.ipynb": [
+            "price: 0.0",
+            "re-raised: ConnectionError",
+            "('$exception', 'user-1')",
+            "ZeroDivisionError | float division by zero | unit_price",
+            "https://admin:[redacted]@db.internal refused | fetch",
+            "'arg_fmt': 'csv'",
+        ],
+    }
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert notebooks, "no notebooks found"
+    assert sorted(p.name for p in notebooks) == sorted(expected)
     for nb_path in notebooks:
         nb = nbformat.read(nb_path, as_version=4)
         client = nbclient.NotebookClient(
@@ -52,6 +64,6 @@ def test_notebooks_run_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.get("output_type") == "error"]
         text = "\n".join(str(o.get("data", {}).get("text/plain", o.get("text", ""))) for o in outputs)
-        assert "'doc_opened', 'user-1', 'acme'" in text, text
-        assert "4 stored" in text
+        for want in expected[nb_path.name]:
+            assert want in text, (nb_path.name, want, text)
     assert (tmp_path / ".obs" / "notebook.db").exists()
