@@ -75,7 +75,10 @@ class Client:
             if settings.error_rate_limit
             else None
         )
-        self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
+        self._in_app = _exceptions.InApp(settings.in_app_modules)
+        self._exception_fields = _exceptions.Formatter(
+            Scrubber(settings.scrub_secrets, settings.scrub_patterns), self._in_app
+        ).fields
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -292,7 +295,7 @@ class Client:
             personless = distinct_id is None or distinct_id == ""
             fields: dict[str, Any] = {}
             if kind == "exception":
-                fields = _exceptions.fields(extra or {}, self._scrub)
+                fields = self._exception_fields(extra or {})
             elif extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
             model = self._kinds[kind]

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     error_rate_window: float = Field(60.0, gt=0, validation_alias="OBS_ERROR_RATE_WINDOW")
     scrub_secrets: bool = Field(True, validation_alias="OBS_SCRUB_SECRETS")
     scrub_patterns: list[str] = Field(default_factory=list, validation_alias="OBS_SCRUB_PATTERNS")
+    in_app_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="OBS_IN_APP_MODULES"
+    )
 
     # Super-properties on every event; see `_derive_environment` for the fallback chain.
     environment: str | None = Field(None, validation_alias="POSTHOG_ENVIRONMENT")
@@ -137,6 +140,13 @@ class Settings(BaseSettings):
         if v is None:
             return ["posthog"]
         return list(v) if not isinstance(v, list) else v
+
+    @field_validator("in_app_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [m.strip() for m in v.split(",") if m.strip()]
+        return [] if v is None else v
 
     @field_validator("scrub_patterns", mode="after")
     @classmethod

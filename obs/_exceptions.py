@@ -15,8 +15,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from types import CodeType, FrameType, TracebackType
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _trace
@@ -75,7 +75,7 @@ def capture(
     props: dict[str, Any] = {}
     limiter = client._error_limiter
     if limiter is not None:
-        allowed, suppressed = limiter.check(_key(exc, tb))
+        allowed, suppressed = limiter.check(_key(exc, tb, client._in_app))
         if not allowed:
             client._stats.incr("exceptions_rate_limited")
             _mark(exc, "rate-limited")
@@ -134,15 +134,20 @@ def _current_stack() -> list[tuple[FrameType, int]]:
     return frames
 
 
-def _key(exc: BaseException, tb: TracebackType | None) -> tuple[Any, ...]:
-    """Identity of an error for rate limiting: its type and the in-app lines it went through."""
-    parts: list[Any] = [type(exc)]
+def _key(exc: BaseException, tb: TracebackType | None, in_app: InApp) -> tuple[Any, ...]:
+    """Identity of an error for rate limiting: its type and the in-app lines it went through (all lines
+    when none is in-app, so that errors from different places never share a budget)."""
+    lines: list[Any] = []
+    in_app_lines: list[Any] = []
     while tb is not None:
-        code = tb.tb_frame.f_code
-        if in_app(code.co_filename):
-            parts.append((id(code), tb.tb_lineno))
+        frame = tb.tb_frame
+        code = frame.f_code
+        line = (id(code), tb.tb_lineno)
+        lines.append(line)
+        if in_app(code.co_filename, frame.f_globals.get("__name__")):
+            in_app_lines.append(line)
         tb = tb.tb_next
-    return tuple(parts)
+    return (type(exc), *(in_app_lines or lines))
 
 
 class RateLimiter:
@@ -197,88 +202,145 @@ def _external_roots() -> tuple[str, ...]:
 
 
 _external: tuple[str, ...] | None = None
-_in_app_cache: dict[str, bool] = {}
 
 
-def in_app(filename: str) -> bool:
-    """Application code, as opposed to the standard library, installed packages or obs itself."""
-    global _external
-    v = _in_app_cache.get(filename)
-    if v is None:
+class InApp:
+    """Tells application frames from the standard library, installed packages and obs itself.
+
+    ``modules`` (``OBS_IN_APP_MODULES``) are the application even where installed (site-packages).
+    Answers are cached per file.
+    """
+
+    def __init__(self, modules: Sequence[str] = ()) -> None:
+        self.modules = tuple(m for m in modules if m)
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, filename: str, module: str | None) -> bool:
+        v = self._cache.get(filename)
+        if v is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            v = self._cache[filename] = self._decide(filename, module)
+        return v
+
+    def _decide(self, filename: str, module: str | None) -> bool:
+        global _external
+        if module and any(module == m or module.startswith(m + ".") for m in self.modules):
+            return True
+        if not filename or filename.startswith("<"):  # <string>, <stdin>: no file to point at
+            return False
         if _external is None:
             _external = _external_roots()
-        if len(_in_app_cache) > 4096:
-            _in_app_cache.clear()
-        path = os.path.abspath(filename) if filename and not filename.startswith("<") else ""
-        v = bool(path) and (
+        path = os.path.abspath(filename)
+        return (
             not path.startswith(_external)
             and f"{os.sep}site-packages{os.sep}" not in path
             and f"{os.sep}dist-packages{os.sep}" not in path
         )
-        _in_app_cache[filename] = v
-    return v
 
 
 # ---------------------------------------------------------------- worker
 
 
-def fields(extra: dict[str, Any], scrub: Callable[[str], str]) -> dict[str, Any]:
-    """The ExceptionEvent fields for what :func:`capture` queued."""
-    exc: BaseException = extra["exc"]
-    exceptions: list[dict[str, Any]] = []
-    _walk(exc, extra["tb"], extra["stack"], None, None, exceptions, set(), scrub)
-    root = exceptions[0]["mechanism"]
-    root.update(extra["mechanism"])
-    root["synthetic"] = extra["stack"] is not None
-    return {"exception_list": exceptions, "level": extra["level"], "fingerprint": extra["fingerprint"]}
+class Formatter:
+    """Turns what :func:`capture` queued into ExceptionEvent fields, on the worker."""
 
+    def __init__(self, scrub: Callable[[str], str], in_app: InApp) -> None:
+        self.scrub = scrub
+        self.in_app = in_app
 
-def _walk(
-    exc: BaseException,
-    tb: TracebackType | None,
-    stack: list[tuple[FrameType, int]] | None,
-    parent_id: int | None,
-    source: str | None,
-    out: list[dict[str, Any]],
-    seen: set[int],
-    scrub: Callable[[str], str],
-) -> None:
-    """Depth first, as posthog-python: the exception, then its cause (or context), then group members."""
-    if id(exc) in seen or len(out) >= _MAX_EXCEPTIONS:
-        return
-    seen.add(id(exc))
-    exception_id = len(out)
-    mechanism: dict[str, Any] = {"exception_id": exception_id}
-    if parent_id is None:
-        mechanism.update(type="generic", handled=True)
-    else:
-        mechanism.update(parent_id=parent_id, type="chained", source=source)
-    mechanism["synthetic"] = False
-    errno = getattr(exc, "errno", None)
-    if errno is not None:
-        mechanism["meta"] = {"errno": {"number": errno}}
-    if isinstance(exc, _GROUPS):
-        mechanism["is_exception_group"] = True
-    cls = type(exc)
-    entry: dict[str, Any] = {
-        "mechanism": mechanism,
-        "module": None if cls.__module__ in ("builtins", "__builtins__") else cls.__module__,
-        "type": cls.__qualname__,
-        "value": scrub(_message(exc)),
-    }
-    frames = _stack_frames(stack, scrub) if stack is not None else _tb_frames(tb, scrub)
-    if frames:
-        entry["stacktrace"] = {"frames": frames, "type": "raw"}
-    out.append(entry)
-    if exc.__suppress_context__:
-        cause, relation = exc.__cause__, "cause"
-    else:
-        cause, relation = exc.__context__, "context"
-    if cause is not None:
-        _walk(cause, cause.__traceback__, None, exception_id, relation, out, seen, scrub)
-    if isinstance(exc, _GROUPS):
-        for member in exc.exceptions:
-            _walk(member, member.__traceback__, None, exception_id, "member", out, seen, scrub)
+    def fields(self, extra: dict[str, Any]) -> dict[str, Any]:
+        exceptions: list[dict[str, Any]] = []
+        self._walk(extra["exc"], extra["tb"], extra["stack"], None, None, exceptions, set())
+        root = exceptions[0]["mechanism"]
+        root.update(extra["mechanism"])
+        root["synthetic"] = extra["stack"] is not None
+        return {"exception_list": exceptions, "level": extra["level"], "fingerprint": extra["fingerprint"]}
+
+    def _walk(
+        self,
+        exc: BaseException,
+        tb: TracebackType | None,
+        stack: list[tuple[FrameType, int]] | None,
+        parent_id: int | None,
+        source: str | None,
+        out: list[dict[str, Any]],
+        seen: set[int],
+    ) -> None:
+        """Depth first, as posthog-python: the exception, its cause (or context), then group members."""
+        if id(exc) in seen or len(out) >= _MAX_EXCEPTIONS:
+            return
+        seen.add(id(exc))
+        exception_id = len(out)
+        mechanism: dict[str, Any] = {"exception_id": exception_id}
+        if parent_id is None:
+            mechanism.update(type="generic", handled=True)
+        else:
+            mechanism.update(parent_id=parent_id, type="chained", source=source)
+        mechanism["synthetic"] = False
+        errno = getattr(exc, "errno", None)
+        if errno is not None:
+            mechanism["meta"] = {"errno": {"number": errno}}
+        if isinstance(exc, _GROUPS):
+            mechanism["is_exception_group"] = True
+        cls = type(exc)
+        entry: dict[str, Any] = {
+            "mechanism": mechanism,
+            "module": None if cls.__module__ in ("builtins", "__builtins__") else cls.__module__,
+            "type": cls.__qualname__,
+            "value": self.scrub(_message(exc)),
+        }
+        if stack is not None:
+            frames = [self._frame(f, n) for f, n in stack]
+        else:
+            frames = []
+            while tb is not None:
+                if tb.tb_frame.f_globals.get("__name__") not in _HIDDEN_MODULES:
+                    frames.append(self._frame(tb.tb_frame, tb.tb_lineno))
+                tb = tb.tb_next
+        if frames:
+            entry["stacktrace"] = {"frames": frames, "type": "raw"}
+        out.append(entry)
+        if exc.__suppress_context__:
+            cause, relation = exc.__cause__, "cause"
+        else:
+            cause, relation = exc.__context__, "context"
+        if cause is not None:
+            self._walk(cause, cause.__traceback__, None, exception_id, relation, out, seen)
+        if isinstance(exc, _GROUPS):
+            for member in exc.exceptions:
+                self._walk(member, member.__traceback__, None, exception_id, "member", out, seen)
+
+    def _frame(self, frame: FrameType, lineno: int) -> dict[str, Any]:
+        code, globs = frame.f_code, frame.f_globals
+        path, module = code.co_filename, globs.get("__name__")
+        pre, line, post = self._context(path, lineno, globs)
+        return {
+            "platform": "python",
+            "filename": _filename_for_module(module, path) or None,
+            "abs_path": os.path.abspath(path) if path else None,
+            "function": code.co_name or "<unknown>",
+            "module": module,
+            "lineno": lineno,
+            "pre_context": pre,
+            "context_line": line,
+            "post_context": post,
+            "in_app": self.in_app(path, module),
+        }
+
+    def _context(
+        self, path: str, lineno: int, globs: dict[str, Any]
+    ) -> tuple[list[str], str | None, list[str]]:
+        try:
+            source = linecache.getlines(path, globs)
+        except Exception:
+            return [], None, []
+        i = lineno - 1
+        if not source or not 0 <= i < len(source):
+            return [], None, []
+        lo, hi = max(0, i - _CONTEXT_LINES), min(i + 1 + _CONTEXT_LINES, len(source))
+        lines = [self.scrub(_cut(s.rstrip("\r\n"))) for s in source[lo:hi]]
+        return lines[: i - lo], lines[i - lo], lines[i - lo + 1 :]
 
 
 def _message(exc: BaseException) -> str:
@@ -287,55 +349,6 @@ def _message(exc: BaseException) -> str:
         return _cut(str(msg))
     except Exception:
         return "<unprintable exception>"
-
-
-def _tb_frames(tb: TracebackType | None, scrub: Callable[[str], str]) -> list[dict[str, Any]]:
-    frames = []
-    while tb is not None:
-        f = tb.tb_frame
-        module = f.f_globals.get("__name__")
-        if module not in _HIDDEN_MODULES:
-            frames.append(_frame(f.f_code, module, f.f_globals, tb.tb_lineno, scrub))
-        tb = tb.tb_next
-    return frames
-
-
-def _stack_frames(stack: list[tuple[FrameType, int]], scrub: Callable[[str], str]) -> list[dict[str, Any]]:
-    return [_frame(f.f_code, f.f_globals.get("__name__"), f.f_globals, n, scrub) for f, n in stack]
-
-
-def _frame(
-    code: CodeType, module: str | None, globs: dict[str, Any], lineno: int, scrub: Callable[[str], str]
-) -> dict[str, Any]:
-    path = code.co_filename
-    pre, line, post = _context(path, lineno, globs, scrub)
-    return {
-        "platform": "python",
-        "filename": _filename_for_module(module, path) or None,
-        "abs_path": os.path.abspath(path) if path else None,
-        "function": code.co_name or "<unknown>",
-        "module": module,
-        "lineno": lineno,
-        "pre_context": pre,
-        "context_line": line,
-        "post_context": post,
-        "in_app": in_app(path),
-    }
-
-
-def _context(
-    path: str, lineno: int, globs: dict[str, Any], scrub: Callable[[str], str]
-) -> tuple[list[str], str | None, list[str]]:
-    try:
-        source = linecache.getlines(path, globs)
-    except Exception:
-        return [], None, []
-    i = lineno - 1
-    if not source or not 0 <= i < len(source):
-        return [], None, []
-    lo, hi = max(0, i - _CONTEXT_LINES), min(i + 1 + _CONTEXT_LINES, len(source))
-    lines = [scrub(_cut(s.rstrip("\r\n"))) for s in source[lo:hi]]
-    return lines[: i - lo], lines[i - lo], lines[i - lo + 1 :]
 
 
 def _cut(s: str) -> str:

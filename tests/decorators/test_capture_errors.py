@@ -439,3 +439,34 @@ def test_ignore_takes_a_single_type_and_levels_are_normalised(memory: Memory) ->
     assert first["properties"]["$exception_list"][0]["type"] == "ValueError"
     assert first["properties"]["$exception_level"] == "fatal"
     assert second["properties"]["$exception_level"] == "error"
+
+
+# ---------------------------------------------------------------- in-app
+
+
+def test_in_app_modules_marks_installed_packages_as_application() -> None:
+    import json
+
+    sink = MemorySink()
+    obs.init(api_key="phc_ia", sinks=[sink], in_app_modules="json,billing")
+    obs.capture_exception(_caught(json.loads, "{"))
+    (event,) = _exceptions(sink)
+    frames = event["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    json_frames = [f for f in frames if f["module"].startswith("json")]
+    assert json_frames and all(f["in_app"] is True for f in json_frames)
+
+
+def test_errors_without_in_app_frames_are_told_apart_by_their_library_lines() -> None:
+    import fractions
+    import ipaddress
+
+    from obs._exceptions import InApp, _key
+
+    in_app = InApp()
+    a, b = _caught(ipaddress.ip_address, "x"), _caught(fractions.Fraction, "x")
+    assert type(a) is type(b) is ValueError
+    # Without this test's own frame, only standard-library frames remain.
+    key_a, key_b = _key(a, a.__traceback__.tb_next, in_app), _key(b, b.__traceback__.tb_next, in_app)
+    assert key_a != key_b and len(key_a) > 1 and len(key_b) > 1
+    # With an in-app frame present (`_caught`, in this file), only in-app lines count.
+    assert len(_key(a, a.__traceback__, in_app)) == 2
