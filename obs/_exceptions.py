@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _trace
+from . import _api, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ def is_captured(exc: BaseException) -> bool:
 
 
 def capture(
-    client: Client,
     exc: BaseException,
     *,
     distinct_id: Any = None,
@@ -67,9 +66,12 @@ def capture(
     source: str | None = None,
     mechanism: str = "generic",
 ) -> str | None:
-    """Queue ``exc`` as an `$exception`; its uuid, or None if it was captured before or rate-limited."""
-    if getattr(exc, CAPTURED, None) is not None:
+    """Queue ``exc`` as an `$exception` with the current client; its uuid, or None if obs is off, or
+    ``exc`` was captured before or is rate-limited."""
+    current = _api.get_client()
+    if not current.enabled or getattr(exc, CAPTURED, None) is not None:
         return None
+    client = cast("Client", current)
     tb = exc.__traceback__
     stack = _current_stack() if tb is None else None  # never raised: the stack where it was reported
     props: dict[str, Any] = {}

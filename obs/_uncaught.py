@@ -79,12 +79,8 @@ def _capture(exc: BaseException | None, *, level: str, source: str, props: dict[
     if not isinstance(exc, Exception):
         return False
     try:
-        client = _api._client
-        if client is None or not client.enabled:
-            return False
         return (
             _exceptions.capture(
-                client,  # type: ignore[arg-type]
                 exc,
                 properties=props,
                 level=level,

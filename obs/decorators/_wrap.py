@@ -23,7 +23,7 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from contextvars import Context, copy_context
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
 from .. import _api
 from .._log import warn_every
@@ -83,6 +83,10 @@ class Probe:
         error: BaseException | None,
     ) -> Any:
         return self.finish(state, args, kwargs, result, error)
+
+
+DistinctId: TypeAlias = "str | Callable[..., Any] | None"
+"""A decorator's ``distinct_id=`` option: a value, or a callable given the call's arguments."""
 
 
 def distinct_id_for(spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
-from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from .. import _api, _exceptions
 from .._log import warn_every
-from ._wrap import RERAISE, Decorator, Probe, distinct_id_for, wrap
+from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -16,8 +16,6 @@ D = TypeVar("D")
 D_co = TypeVar("D_co", covariant=True)
 Y = TypeVar("Y")
 S = TypeVar("S")
-
-DistinctId: TypeAlias = "str | Callable[..., Any] | None"
 
 
 def capture_exception(
@@ -35,8 +33,7 @@ def capture_exception(
     when the SDK is off, ``exc`` was already captured, or the error is being rate-limited. Never raises.
     """
     try:
-        client = _api._client or _api._lazy()
-        if not client.enabled:
+        if not _api.get_client().enabled:
             return None
         if exc is None:
             exc = sys.exc_info()[1]
@@ -44,7 +41,6 @@ def capture_exception(
                 _exceptions.warn_no_exception()
                 return None
         return _exceptions.capture(
-            client,  # type: ignore[arg-type]
             exc,
             distinct_id=distinct_id,
             properties=properties,
@@ -89,11 +85,10 @@ class _CaptureErrors(Probe):
         # CancelledError, trio.Cancelled) are BaseExceptions, as is a group holding any of them.
         if not isinstance(error, Exception) or isinstance(error, self.ignore):
             return RERAISE
-        client = _api._client or _api._lazy()
-        if client.enabled and not _exceptions.is_captured(error):
+        # Checked first so that the distinct_id callable never runs for nothing.
+        if _api.get_client().enabled and not _exceptions.is_captured(error):
             did = distinct_id_for(self.distinct_id, args, kwargs)
             _exceptions.capture(
-                client,  # type: ignore[arg-type]
                 error,
                 distinct_id=did,
                 properties=self.properties,

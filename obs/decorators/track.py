@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import _api
-from ._wrap import RERAISE, Decorator, Probe, distinct_id_for, wrap
+from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,7 +36,7 @@ class _Track(Probe):
         self.distinct_id = distinct_id
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        c = _api._client or _api._lazy()
+        c = _api.get_client()
         return _perf_ns() if c.enabled else None
 
     def finish(
@@ -67,7 +67,7 @@ class _Track(Probe):
             if value is not _MISSING:
                 props[f"arg_{name}"] = value
         did = distinct_id_for(self.distinct_id, args, kwargs)
-        c = _api._client or _api._lazy()
+        c = _api.get_client()
         c._put("custom", self.event, props, did, None, None, None, "batch", None)
         return RERAISE
 
@@ -99,7 +99,7 @@ def track(
     properties: Mapping[str, Any] | None = None,
     capture_args: Sequence[str] = (),
     capture_result: bool = False,
-    distinct_id: str | Callable[..., Any] | None = None,
+    distinct_id: DistinctId = None,
 ) -> Decorator: ...
 def track(
     event: str | Callable[..., Any],
@@ -108,7 +108,7 @@ def track(
     properties: Mapping[str, Any] | None = None,
     capture_args: Sequence[str] = (),
     capture_result: bool = False,
-    distinct_id: str | Callable[..., Any] | None = None,
+    distinct_id: DistinctId = None,
 ) -> Any:
     """Send one product event per call: ``@track("report_exported", properties={...})``.
 
