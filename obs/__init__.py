@@ -21,13 +21,17 @@ from ._api import (
     shutdown,
 )
 from ._context import context
+from ._llm import trace_generation
+from ._trace import span, trace
 from ._version import __version__
-from .decorators import capture_errors, capture_exception, flush_after, track
+from .decorators import capture_errors, capture_exception, flush_after, trace_llm, track
 
 if TYPE_CHECKING:
-    from . import events, sinks, testing
+    from . import events, integrations, sinks, testing
     from ._client import Client, DisabledClient
     from ._config import ConfigError, Settings
+    from .integrations.anthropic import instrument_anthropic
+    from .integrations.openai import instrument_openai
 
 
 def __getattr__(name: str) -> Any:  # heavy names load on first use
@@ -37,8 +41,10 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
         return getattr(importlib.import_module("obs._config"), name)
     if name in ("Client", "DisabledClient"):
         return getattr(importlib.import_module("obs._client"), name)
-    if name in ("events", "sinks", "testing"):
+    if name in ("events", "sinks", "testing", "integrations"):
         return importlib.import_module(f"obs.{name}")
+    if name in ("instrument_openai", "instrument_anthropic"):
+        return getattr(importlib.import_module(f"obs.integrations.{name[11:]}"), name)
     raise AttributeError(f"module 'obs' has no attribute {name!r}")
 
 
@@ -62,8 +68,15 @@ __all__ = [
     "group_identify",
     "identify",
     "init",
+    "instrument_anthropic",
+    "instrument_openai",
+    "integrations",
     "shutdown",
     "sinks",
+    "span",
     "testing",
+    "trace",
+    "trace_generation",
+    "trace_llm",
     "track",
 ]

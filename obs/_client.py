@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions
+from . import _context, _exceptions, _llm
 from ._log import log, warn_every
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
@@ -50,6 +50,7 @@ _PII_KEYS = frozenset(
         "date_of_birth",
     }
 )
+_AI_KINDS = frozenset({"ai_generation", "ai_embedding", "ai_span", "ai_trace"})
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _frame = _context.current.get
 _time_ns = time.time_ns
@@ -76,9 +77,9 @@ class Client:
             else None
         )
         self._in_app = _exceptions.InApp(settings.in_app_modules)
-        self._exception_fields = _exceptions.Formatter(
-            Scrubber(settings.scrub_secrets, settings.scrub_patterns), self._in_app
-        ).fields
+        scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
+        self._exception_fields = _exceptions.Formatter(scrub, self._in_app).fields
+        self._ai_fields = _llm.Fields(settings, scrub)
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -296,6 +297,8 @@ class Client:
             fields: dict[str, Any] = {}
             if kind == "exception":
                 fields = self._exception_fields(extra or {})
+            elif kind in _AI_KINDS:
+                fields = self._ai_fields(kind, extra or {}, lambda v, k: sanitize(v, problems, k))
             elif extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
             model = self._kinds[kind]

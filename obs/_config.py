@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     replay_mask_selector: str | None = Field(None, validation_alias="POSTHOG_REPLAY_MASK_SELECTOR")
     llm_payloads: bool = Field(False, validation_alias="POSTHOG_LLM_PAYLOADS")
     llm_payload_max_chars: int = Field(30_000, ge=0, validation_alias="POSTHOG_LLM_PAYLOAD_MAX_CHARS")
+    ai_route: bool = Field(False, validation_alias="OBS_AI_ROUTE")
     debug: bool = Field(False, validation_alias="POSTHOG_DEBUG")
     # As posthog-python: events from a server must not be geolocated by the server's own IP address.
     disable_geoip: bool = Field(True, validation_alias="OBS_DISABLE_GEOIP")

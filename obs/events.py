@@ -91,13 +91,15 @@ class ExceptionEvent(Event):
 
 
 class _AIEvent(Event):
-    trace_id: str | None = None
-    span_id: str | None = None
-    parent_id: str | None = None
-    span_name: str | None = None
-    latency: float | None = Field(None, description="Seconds.")
-    is_error: bool | None = None
-    error: str | None = None
+    """What every LLM-analytics event has: where it sits in a trace, how long it took, how it ended."""
+
+    trace_id: str | None = Field(None, description="`$ai_trace_id`: the trace this belongs to.")
+    span_id: str | None = Field(None, description="`$ai_span_id`: this event's own id.")
+    parent_id: str | None = Field(None, description="`$ai_parent_id`: the enclosing span, if any.")
+    span_name: str | None = Field(None, description="`$ai_span_name`.")
+    latency: float | None = Field(None, description="`$ai_latency`, seconds.")
+    is_error: bool | None = Field(None, description="`$ai_is_error`.")
+    error: str | None = Field(None, description="`$ai_error`: exception type and message, scrubbed.")
 
     def typed_properties(self) -> dict[str, Any]:
         return {
@@ -112,37 +114,116 @@ class _AIEvent(Event):
 
 
 class AIGenerationEvent(_AIEvent):
-    """`$ai_generation`: one LLM call."""
+    """`$ai_generation`: one LLM call, in PostHog's LLM-analytics schema.
+
+    Token counts are absent (not zero) when the provider reported none. ``input_tokens`` follows the
+    provider: OpenAI's includes cached tokens, Anthropic's does not (``cache_reporting_exclusive``).
+    ``input`` / ``output_choices`` are set only with ``POSTHOG_LLM_PAYLOADS=1``.
+    """
 
     kind: ClassVar[str] = "ai_generation"
-    name: Literal["$ai_generation"] = "$ai_generation"
+    name: Literal["$ai_generation", "$ai_embedding"] = "$ai_generation"
     provider: str | None = None
     model: str | None = None
+    model_parameters: dict[str, Any] | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_reporting_exclusive: bool | None = None
+    reasoning_tokens: int | None = None
+    tokens_source: str | None = Field(None, description="`sdk` (reported by the provider) or `estimated`.")
+    time_to_first_token: float | None = Field(None, description="Seconds, streaming only.")
+    stream: bool | None = None
+    stream_completed: bool | None = Field(
+        None, description="False when a stream was closed or cancelled early."
+    )
+    http_status: int | None = None
+    base_url: str | None = None
+    stop_reason: str | None = None
+    tools: list[Any] | None = None
+    input: Any = None
+    instructions: Any = None
+    output_choices: Any = None
+    input_cost_usd: float | None = None
+    output_cost_usd: float | None = None
+    total_cost_usd: float | None = None
 
     def typed_properties(self) -> dict[str, Any]:
         return {
             **super().typed_properties(),
             "$ai_provider": self.provider,
             "$ai_model": self.model,
+            "$ai_model_parameters": self.model_parameters,
             "$ai_input_tokens": self.input_tokens,
             "$ai_output_tokens": self.output_tokens,
+            "$ai_cache_read_input_tokens": self.cache_read_input_tokens,
+            "$ai_cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "$ai_cache_reporting_exclusive": self.cache_reporting_exclusive,
+            "$ai_reasoning_tokens": self.reasoning_tokens,
+            "$ai_tokens_source": self.tokens_source,
+            "$ai_time_to_first_token": self.time_to_first_token,
+            "$ai_stream": self.stream,
+            "$ai_stream_completed": self.stream_completed,
+            "$ai_http_status": self.http_status,
+            "$ai_base_url": self.base_url,
+            "$ai_stop_reason": self.stop_reason,
+            "$ai_tools": self.tools,
+            "$ai_input": self.input,
+            "$ai_instructions": self.instructions,
+            "$ai_output_choices": self.output_choices,
+            "$ai_input_cost_usd": self.input_cost_usd,
+            "$ai_output_cost_usd": self.output_cost_usd,
+            "$ai_total_cost_usd": self.total_cost_usd,
+            "$ai_lib": LIB,
         }
 
 
+class AIEmbeddingEvent(AIGenerationEvent):
+    """`$ai_embedding`: one embeddings call (no output tokens or choices)."""
+
+    kind: ClassVar[str] = "ai_embedding"
+    name: Literal["$ai_generation", "$ai_embedding"] = "$ai_embedding"
+
+
 class AISpanEvent(_AIEvent):
-    """`$ai_span`: one step (tool call, retrieval, chain) inside a trace."""
+    """`$ai_span`: one step (a tool call, retrieval, chain step) inside a trace."""
 
     kind: ClassVar[str] = "ai_span"
     name: Literal["$ai_span"] = "$ai_span"
+    input_state: Any = Field(None, description="`$ai_input_state`; only with `POSTHOG_LLM_PAYLOADS=1`.")
+    output_state: Any = Field(None, description="`$ai_output_state`; only with `POSTHOG_LLM_PAYLOADS=1`.")
+
+    def typed_properties(self) -> dict[str, Any]:
+        return {
+            **super().typed_properties(),
+            "$ai_input_state": self.input_state,
+            "$ai_output_state": self.output_state,
+        }
 
 
-class AITraceEvent(_AIEvent):
-    """`$ai_trace`: the whole traced operation."""
+class AITraceEvent(AISpanEvent):
+    """`$ai_trace`: the whole traced operation, with a summary of what happened inside it."""
 
     kind: ClassVar[str] = "ai_trace"
-    name: Literal["$ai_trace"] = "$ai_trace"
+    name: Literal["$ai_trace"] = "$ai_trace"  # type: ignore[assignment]
+    generations: int | None = Field(None, description="`$ai_trace_generations`: LLM calls in the trace.")
+    input_tokens: int | None = Field(None, description="`$ai_trace_input_tokens`.")
+    output_tokens: int | None = Field(None, description="`$ai_trace_output_tokens`.")
+    total_cost_usd: float | None = Field(None, description="`$ai_trace_cost_usd`, of the priced calls.")
+    tool_calls: int | None = Field(None, description="`$ai_trace_tool_calls`.")
+    errors: int | None = Field(None, description="`$ai_trace_errors`: failed calls and spans inside.")
+
+    def typed_properties(self) -> dict[str, Any]:
+        return {
+            **super().typed_properties(),
+            "$ai_trace_generations": self.generations,
+            "$ai_trace_input_tokens": self.input_tokens,
+            "$ai_trace_output_tokens": self.output_tokens,
+            "$ai_trace_cost_usd": self.total_cost_usd,
+            "$ai_trace_tool_calls": self.tool_calls,
+            "$ai_trace_errors": self.errors,
+        }
 
 
 class FeatureFlagCalledEvent(Event):
@@ -169,6 +250,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
         GroupIdentifyEvent,
         ExceptionEvent,
         AIGenerationEvent,
+        AIEmbeddingEvent,
         AISpanEvent,
         AITraceEvent,
         FeatureFlagCalledEvent,
@@ -215,6 +297,7 @@ def json_schema() -> dict[str, Any]:
 
 __all__ = [
     "EVENT_KINDS",
+    "AIEmbeddingEvent",
     "AIGenerationEvent",
     "AISpanEvent",
     "AITraceEvent",

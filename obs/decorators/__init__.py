@@ -7,6 +7,7 @@ methods, classmethods and staticmethods alike. All of them are also importable f
 
 from .capture_errors import capture_errors, capture_exception
 from .flush_after import flush_after
+from .trace_llm import trace_llm
 from .track import track
 
-__all__ = ["capture_errors", "capture_exception", "flush_after", "track"]
+__all__ = ["capture_errors", "capture_exception", "flush_after", "trace_llm", "track"]
