@@ -9,6 +9,7 @@ import obs
 from obs._client import Client, DisabledClient
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
+from tests.llm_servers import LLMServer
 
 _OBS_ENV = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
 
@@ -40,3 +41,9 @@ def memory() -> Iterator[tuple[Client, MemorySink]]:
     client = obs.init(api_key="phc_test", sinks=[sink])
     assert isinstance(client, Client) and not isinstance(client, DisabledClient)
     yield client, sink
+
+
+@pytest.fixture
+def llm_server() -> Iterator[LLMServer]:
+    with LLMServer() as srv:
+        yield srv
