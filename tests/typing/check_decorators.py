@@ -72,6 +72,26 @@ class Service:
         return cls()
 
 
+@obs.trace_llm
+def ask(prompt: str) -> dict[str, int]:
+    return {"input_tokens": len(prompt)}
+
+
+@obs.trace_llm(provider="openai", model="gpt-4o")
+async def astream(prompt: str) -> AsyncIterator[str]:
+    yield prompt
+
+
+@obs.trace("chat")
+async def chat(question: str, *, user: str | None = None) -> str:
+    return question
+
+
+@obs.span("retrieve")
+def retrieve(query: str) -> Iterator[bytes]:
+    yield query.encode()
+
+
 async def check() -> None:
     assert_type(parse("1", strict=True), int)
     assert_type(await fetch("u"), bytes)
@@ -87,6 +107,18 @@ async def check() -> None:
         assert_type(chunk, bytes)
     for line in lines(2):
         assert_type(line, str)
+    assert_type(ask("hi"), dict[str, int])
+    async for piece in astream("hi"):
+        assert_type(piece, str)
+    assert_type(await chat("q", user="u"), str)
+    for doc in retrieve("q"):
+        assert_type(doc, bytes)
+    with obs.trace("t") as t, obs.span("s") as s, obs.trace_generation("openai", "gpt-4o") as g:
+        assert_type(t.trace_id, str)
+        s.set(output="x")
+        g.set(input_tokens=1)
+    ask(1)  # type: ignore[arg-type]
+    await chat("q", other=1)  # type: ignore[call-arg]
     parse(1)  # type: ignore[arg-type]
     parse("1", loose=True)  # type: ignore[call-arg]
     export("csv")  # type: ignore[call-arg]
