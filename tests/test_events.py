@@ -189,8 +189,8 @@ def test_models_validate() -> None:
 def test_json_schema_covers_every_kind() -> None:
     schema = events.json_schema()
     assert set(schema) == {
-        "custom", "identify", "group_identify", "exception", "ai_generation", "ai_span", "ai_trace",
-        "feature_flag_called",
+        "custom", "identify", "group_identify", "exception", "ai_generation", "ai_embedding", "ai_span",
+        "ai_trace", "feature_flag_called",
     }  # fmt: skip
     for kind, s in schema.items():
         assert s["type"] == "object"
