@@ -24,16 +24,17 @@ def test_demo_stores_and_prints_events(tmp_path: Path) -> None:
         "project_created",
         "file_uploaded",
         "$ai_generation",
+        "$ai_trace",
         "report_exported",
         "$exception",
         "cli_ran",
     ):
         assert name in out.stdout
-    assert "8 events stored" in out.stdout
+    assert "9 events stored" in out.stdout
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT event, route FROM events ORDER BY uuid").fetchall()
-    assert len(rows) == 8
-    assert ("$ai_generation", "ai") in rows
+    assert len(rows) == 9
+    assert ("$ai_generation", "batch") in rows
 
 
 def test_notebooks_run_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
@@ -51,6 +52,12 @@ def test_notebooks_run_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
             "ZeroDivisionError | float division by zero | unit_price",
             "https://admin:[redacted]@db.internal refused | fetch",
             "'arg_fmt': 'csv'",
+        ],
+        "llm.ipynb": [
+            "generations: 2 | tool calls: 1 | errors: 0",
+            "'$ai_model': 'gpt-4o-mini'",
+            "'$ai_span_name': 'get_weather'",
+            "xxxx…[truncated 44 chars]",
         ],
     }
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
