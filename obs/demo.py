@@ -37,9 +37,9 @@ def main() -> int:
     with obs.context(distinct_id="user-42", session_id="session-1", properties={"tenant": "acme"}):
         obs.capture("project_created", {"template": "blank"}, groups={"company": "acme"})
         obs.capture("file_uploaded", {"bytes": 18_432, "kind": "csv"})
-        with obs.trace("answer_question"):  # $ai_trace, with a summary of the calls inside
-            with obs.trace_generation("openai", "gpt-4o-mini") as gen:  # $ai_generation, priced
-                gen.set(input_tokens=412, output_tokens=88)
+        # An LLM trace: $ai_trace with a summary of the calls inside, and a priced $ai_generation.
+        with obs.trace("answer_question"), obs.trace_generation("openai", "gpt-4o-mini") as gen:
+            gen.set(input_tokens=412, output_tokens=88)
         export_report("csv", rows=120)  # @track: one event with duration_ms, success, arg_fmt
         unit_price(10.0, 0)  # @capture_errors: a $exception in PostHog's format, the call returns 0.0
     obs.capture("cli_ran", {"command": "demo"})  # no distinct_id: a personless event
