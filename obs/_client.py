@@ -294,6 +294,11 @@ class Client:
             problems = Problems()
             clean = sanitize_properties(merged, problems) if merged else {}
             personless = distinct_id is None or distinct_id == ""
+            if personless:
+                # No person: the event's own id, except that every event of one LLM trace shares its
+                # trace id, as posthog-python does.
+                ai_trace = extra.get("trace_id") if kind in _AI_KINDS and extra else None
+                distinct_id = ai_trace or u
             fields: dict[str, Any] = {}
             if kind == "exception":
                 fields = self._exception_fields(extra or {})
@@ -305,7 +310,7 @@ class Client:
             event = model.__pydantic_validator__.validate_python(
                 {
                     "name": name,
-                    "distinct_id": u if personless else str(distinct_id),
+                    "distinct_id": str(distinct_id),
                     "properties": clean,
                     "timestamp": _from_ns(ts) if type(ts) is int else ts,
                     "uuid": u,

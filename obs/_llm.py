@@ -72,6 +72,8 @@ class Generation:
         self.http_status: int | None = None
         self.error_text: str | None = None  # a provider's error message (HTTP status >= 400)
         self.stop_reason: str | None = None
+        self.service_tier: str | None = None
+        self.raw_usage: dict[str, Any] | None = None
         self.ttft: float | None = None
         self.deltas = 0
         self.usage: dict[str, Any] = {}
@@ -219,7 +221,8 @@ class Generation:
             warn_every(f"llm-queue-{type(e).__name__}", 60, "obs: could not queue an LLM event: %r", e)
 
     def _absorb(self, inner: Generation, error: BaseException | None) -> None:
-        for attr in ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream"):
+        attrs = ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream")
+        for attr in (*attrs, "service_tier", "raw_usage"):
             if getattr(self, attr) is None:
                 setattr(self, attr, getattr(inner, attr))
         for key, value in inner.usage.items():
@@ -234,6 +237,14 @@ class Generation:
             self.tools_called[len(self.tools_called)] = call
         if error is not None:
             self.properties.setdefault("$ai_error", _describe(error))
+
+    def _params(self) -> dict[str, Any] | None:
+        if self.service_tier is None:
+            return self.params
+        return {
+            **(self.params or {}),
+            "service_tier": self.service_tier,
+        }  # the tier served, as posthog-python
 
     def _queue(self, latency: float, error: BaseException | None, completed: bool | None) -> None:
         client = self._client
@@ -254,7 +265,7 @@ class Generation:
             "latency": latency,
             "provider": self.provider,
             "model": self.model,
-            "model_parameters": self.params,
+            "model_parameters": self._params(),
             "input_tokens": usage.get("input"),
             "output_tokens": usage.get("output"),
             # Zero cache/reasoning counts are left out, as posthog-python does: most calls have none.
@@ -269,6 +280,8 @@ class Generation:
             "http_status": self.http_status,
             "base_url": self.base_url,
             "stop_reason": self.stop_reason,
+            "service_tier": self.service_tier,
+            "usage": self.raw_usage,
             "tools": self.tools,
         }
         if is_error:
@@ -428,7 +441,7 @@ class Fields:
                     fields[key] = self.trim(sanitize(fields[key], key))
                 else:
                     del fields[key]
-        for key in ("model_parameters", "tools"):
+        for key in ("model_parameters", "tools", "usage"):
             if key in fields:
                 fields[key] = sanitize(fields[key], key)
         if kind in ("ai_generation", "ai_embedding"):

@@ -40,6 +40,17 @@ def g(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+def _plain(obj: Any) -> Any:
+    """An SDK object as plain data (pydantic models have ``model_dump``); dicts as they are."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(exclude_none=True)
+        except Exception:
+            return None
+    return obj
+
+
 def api_of(obj: Any) -> str | None:
     """Which API produced ``obj``: chat, responses, embeddings, messages, or usage (a dict with usage)."""
     kind = g(obj, "object")
@@ -106,6 +117,9 @@ def read_response(gen: Generation, obj: Any, api: str | None = None) -> None:
     model = g(obj, "model")
     if gen.model is None and isinstance(model, str):
         gen.model = model
+    tier = g(obj, "service_tier")
+    if isinstance(tier, str) and api != "messages":  # Anthropic reports its tier inside usage
+        gen.service_tier = tier
     read_usage(gen, g(obj, "usage"), api)
     if api == "chat":
         for choice in g(obj, "choices") or ():
@@ -124,7 +138,7 @@ def read_response(gen: Generation, obj: Any, api: str | None = None) -> None:
             elif kind == "function_call":
                 gen.tool_call(g(item, "call_id"), g(item, "name"), g(item, "arguments"))
         status = g(obj, "status")
-        if status and status != "completed":
+        if isinstance(status, str):
             gen.stop_reason = status
     elif api == "messages":
         for block in g(obj, "content") or ():
@@ -137,9 +151,12 @@ def read_response(gen: Generation, obj: Any, api: str | None = None) -> None:
 
 
 def read_usage(gen: Generation, usage: Any, api: str | None) -> None:
-    """A usage block, whichever provider's names it uses."""
+    """A usage block, whichever provider's names it uses; kept as sent for `$ai_usage`."""
     if usage is None:
         return
+    raw = _plain(usage)
+    if isinstance(raw, dict):  # a stream's later blocks (Anthropic's message_delta) update the first
+        gen.raw_usage = {**(gen.raw_usage or {}), **{k: v for k, v in raw.items() if v is not None}}
     if api == "messages" or g(usage, "cache_read_input_tokens") is not None:
         gen.set_usage(
             input=g(usage, "input_tokens"),
@@ -190,6 +207,9 @@ def _chat_chunk(gen: Generation, chunk: Any) -> bool:
         gen.model = g(chunk, "model")
     if gen.provider is None:
         gen.provider = "openai"
+    tier = g(chunk, "service_tier")
+    if isinstance(tier, str):
+        gen.service_tier = tier
     choices = g(chunk, "choices") or ()
     for choice in choices:
         delta = g(choice, "delta") or {}
@@ -255,12 +275,6 @@ def _messages_event(gen: Generation, event: Any) -> None:
         gen.stop_reason = g(g(event, "delta"), "stop_reason") or gen.stop_reason
         usage = g(event, "usage")
         if usage is not None:  # cumulative; input/cache fields only when the API repeats them
-            gen.set_usage(
-                input=g(usage, "input_tokens"),
-                output=g(usage, "output_tokens"),
-                cache_read=g(usage, "cache_read_input_tokens"),
-                cache_write=g(usage, "cache_creation_input_tokens"),
-                exclusive=True,
-            )
+            read_usage(gen, usage, "messages")
     elif t == "message_stop":
         gen.stream_done = True

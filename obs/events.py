@@ -141,6 +141,8 @@ class AIGenerationEvent(_AIEvent):
     http_status: int | None = None
     base_url: str | None = None
     stop_reason: str | None = None
+    service_tier: str | None = Field(None, description="The tier that served the call, from the response.")
+    usage: dict[str, Any] | None = Field(None, description="`$ai_usage`: the provider's usage block as sent.")
     tools: list[Any] | None = None
     input: Any = None
     instructions: Any = None
@@ -168,6 +170,8 @@ class AIGenerationEvent(_AIEvent):
             "$ai_http_status": self.http_status,
             "$ai_base_url": self.base_url,
             "$ai_stop_reason": self.stop_reason,
+            "$ai_service_tier": self.service_tier,
+            "$ai_usage": self.usage,
             "$ai_tools": self.tools,
             "$ai_input": self.input,
             "$ai_instructions": self.instructions,
@@ -176,6 +180,7 @@ class AIGenerationEvent(_AIEvent):
             "$ai_output_cost_usd": self.output_cost_usd,
             "$ai_total_cost_usd": self.total_cost_usd,
             "$ai_lib": LIB,
+            "$ai_lib_version": __version__,
         }
 
 

@@ -140,6 +140,14 @@ def test_distinct_id_flows_to_everything_inside(sink: MemorySink) -> None:
     assert {e["distinct_id"] for e in sink.events} == {"user-7"}
 
 
+def test_without_a_person_a_traces_events_share_its_trace_id(sink: MemorySink) -> None:
+    with obs.trace("anonymous") as t:
+        _generation(tool=True)
+    assert obs.flush(5)
+    assert {e["distinct_id"] for e in sink.events} == {t.trace_id}
+    assert all(e["properties"]["$process_person_profile"] is False for e in sink.events)
+
+
 def test_payload_states_need_payloads_on() -> None:
     sink = MemorySink()
     obs.init(api_key="phc_test", sinks=[sink])

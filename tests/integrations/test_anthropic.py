@@ -75,6 +75,8 @@ def test_create_stream_and_stream_helper(sink: MemorySink, llm_server: LLMServer
         assert p["$ai_stream"] is True and p["$ai_stream_completed"] is True
         assert p["$ai_input_tokens"] == 12 and p["$ai_output_tokens"] == 3
         assert p["$ai_cache_read_input_tokens"] == 3 and p["$ai_tokens_source"] == "sdk"
+        # `$ai_usage`: message_start's block updated by message_delta's, not only the last one
+        assert p["$ai_usage"]["input_tokens"] == 12 and p["$ai_usage"]["output_tokens"] == 3
         assert 0 < p["$ai_time_to_first_token"] <= p["$ai_latency"]
 
 

@@ -40,15 +40,7 @@ TOOLS = [
 CLAUDE = "claude-haiku-4-5"  # not in the anthropic client's deprecated list (that warns)
 
 # `$ai_*` keys posthog-python sends that obs does not, whatever the call. Keep this minimal.
-NOT_SENT: dict[str, str] = {
-    # TODO obs lacks: posthog-python sends its own version ("7.91.1"); obs sends only `$lib_version`.
-    "$ai_lib_version": "posthog-python's AI library version",
-    # TODO obs lacks: the tier the OpenAI response says served the call ("default"); posthog-python also
-    # adds it to `$ai_model_parameters` as "service_tier". PostHog prices flex/priority tiers from it.
-    "$ai_service_tier": "the OpenAI service tier that served the call",
-    # TODO obs lacks: the provider's raw usage block, as the SDK object dumps it (`model_dump()`).
-    "$ai_usage": "the provider's usage block, verbatim",
-}
+NOT_SENT: dict[str, str] = {}
 # Token counts obs leaves out when zero (as posthog-python's non-streaming path does; its streaming path
 # sends 0). Absent and 0 mean the same here.
 ZERO_AS_ABSENT = ("$ai_cache_read_input_tokens", "$ai_cache_creation_input_tokens", "$ai_reasoning_tokens")
@@ -66,6 +58,8 @@ SAME = (
     "$ai_tools",
     "$ai_instructions",
     "$ai_tokens_source",
+    "$ai_service_tier",
+    "$ai_model_parameters",
 )
 # Different values by design (presence is still checked): "$ai_lib" ("posthog-ai" / "obs"), "$ai_trace_id"
 # (a fresh uuid4 / obs's uuid7 span id), "$ai_latency" (posthog-python times the SDK method, obs the HTTP
@@ -80,15 +74,10 @@ def _may_omit(key: str, theirs: dict[str, Any], case: Case) -> bool:
     if key in ZERO_AS_ABSENT:
         return value == 0
     if key in ("$ai_output_choices", "$ai_model_parameters"):
-        # obs leaves out empty values: posthog-python sends [] / {} for a failed call. Its only model
-        # parameter for some calls is the served "service_tier" (see `$ai_service_tier` in NOT_SENT).
-        return not _params(value) if key == "$ai_model_parameters" else not value
+        # obs leaves out empty values: posthog-python sends [] / {} for a failed call.
+        return not value
     if key == "$ai_tokens_source":
         return "$ai_input_tokens" not in theirs  # no token counts (a failed call): nothing to source
-    if key == "$ai_stop_reason":
-        # TODO obs lacks: posthog-python sends the Responses API's status "completed" as the stop reason;
-        # obs only sends a status other than "completed" ("incomplete", "failed").
-        return case.api == "responses" and value == "completed"
     return False
 
 
@@ -230,11 +219,6 @@ def _via_obs(case: Case, server: CaptureServer, llm: LLMServer) -> dict[str, Any
     return _generation(server)
 
 
-def _params(value: Any) -> dict[str, Any]:
-    """Model parameters without the served "service_tier" posthog-python adds (see NOT_SENT)."""
-    return {k: v for k, v in (value or {}).items() if k != "service_tier"}
-
-
 def _messages(props: dict[str, Any]) -> Any:
     """`$ai_input` as a message list. obs sends a Responses API call's `input` and `instructions` as given
     (a string and `$ai_instructions`); posthog-python turns them into a system and a user message."""
@@ -291,7 +275,7 @@ def test_ai_generation_matches_posthog_python(
         assert ours["$ai_stream"] == theirs["$ai_stream"]
     assert ours["$ai_stream"] is case.stream
     assert ours["$ai_lib"] == "obs" and theirs["$ai_lib"] == "posthog-ai"
-    assert _params(ours.get("$ai_model_parameters")) == _params(theirs.get("$ai_model_parameters"))
+    assert ours.get("$ai_model_parameters", {}) == theirs.get("$ai_model_parameters", {})
     assert _messages(ours) == _messages(theirs)
     assert _said(ours.get("$ai_output_choices")) == _said(theirs.get("$ai_output_choices"))
     if case.error is not None:

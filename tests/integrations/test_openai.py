@@ -55,7 +55,9 @@ def test_chat_completion(sink: MemorySink, llm_server: LLMServer) -> None:
     assert p["$ai_input_tokens"] == 1000 and p["$ai_output_tokens"] == 500
     assert p["$ai_cache_read_input_tokens"] == 200 and p["$ai_reasoning_tokens"] == 7
     assert p["$ai_cache_reporting_exclusive"] is False
-    assert p["$ai_model_parameters"] == {"temperature": 0.2}
+    assert p["$ai_model_parameters"] == {"temperature": 0.2, "service_tier": "default"}
+    assert p["$ai_service_tier"] == "default" and p["$ai_lib_version"] == obs.__version__
+    assert p["$ai_usage"]["prompt_tokens_details"]["cached_tokens"] == 200  # the provider's block as sent
     assert p["$ai_http_status"] == 200 and p["$ai_stream"] is False
     assert p["$ai_base_url"] == str(client.base_url)
     assert p["$ai_stop_reason"] == "stop" and p["$ai_latency"] > 0
@@ -207,7 +209,7 @@ def test_responses_api_json_stream_and_stored_prompt(sink: MemorySink, llm_serve
     client.responses.create(prompt={"id": "pmpt_123"})
     plain, streamed, stored = _events(sink)
     assert plain["$ai_input_tokens"] == 12 and plain["$ai_cache_read_input_tokens"] == 4
-    assert plain["$ai_reasoning_tokens"] == 2 and plain["$ai_model_parameters"] == {"max_output_tokens": 50}
+    assert plain["$ai_reasoning_tokens"] == 2 and plain["$ai_model_parameters"]["max_output_tokens"] == 50
     assert streamed["$ai_stream"] is True and streamed["$ai_stream_completed"] is True
     assert streamed["$ai_input_tokens"] == 12 and streamed["$ai_output_tokens"] == 5
     assert stored["$ai_model"] == "gpt-4.1"  # the request named none: the response's model
