@@ -47,11 +47,12 @@ def clean_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    """``tests/capture_server.py`` in its own process, so it never competes with the SDK for the GIL."""
+    """A test server (``tests/capture_server.py`` unless ``script`` names another that prints its URL and
+    stops when stdin closes) in its own process, so it never competes with the SDK for the GIL."""
 
-    def __init__(self, *, as_is: bool = False) -> None:
-        if as_is:
-            cmd = [sys.executable, str(SERVER)]
+    def __init__(self, *, as_is: bool = False, script: Path = SERVER) -> None:
+        if as_is or script != SERVER:
+            cmd = [sys.executable, str(script)]
         else:
             cmd = [sys.executable, "-c", _NODELAY_BOOT.format(path=str(SERVER))]
         self._proc = subprocess.Popen(

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,40 +61,6 @@ def guard_network() -> None:
         real_connect(self, address)
 
     socket.socket.connect = connect  # type: ignore[method-assign]
-
-
-class LLMServerProcess:
-    """``tests/llm_servers.py`` in its own process (URL on stdout; closing stdin stops it)."""
-
-    def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, str(LLM_SERVER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(REPO),
-            env=clean_env(),
-        )
-        assert self._proc.stdout is not None
-        self.url = self._proc.stdout.readline().strip()
-        if not self.url.startswith("http://127.0.0.1:"):
-            self.close()
-            raise RuntimeError(f"LLM server did not start (printed {self.url!r})")
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-    def __enter__(self) -> LLMServerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def chat(client: Any) -> None:
@@ -184,7 +148,7 @@ def main() -> None:
         f"{args.rounds} rounds x {args.calls} calls per (call, client), after {args.warmup} untimed; "
         "clients interleaved; GC on\n"
     )
-    with LLMServerProcess() as llm, ServerProcess() as capture:
+    with ServerProcess(script=LLM_SERVER) as llm, ServerProcess() as capture:
         obs.init(api_key="phc_bench", host=capture.url, llm_payloads=True)
         ph = posthog.Client("phc_bench", host=capture.url)
         flush: dict[str, Callable[[], Any]] = {
