@@ -6,7 +6,8 @@ methods, classmethods and staticmethods alike. All of them are also importable f
 """
 
 from .capture_errors import capture_errors, capture_exception
+from .feature_gate import feature_gate
 from .flush_after import flush_after
 from .track import track
 
-__all__ = ["capture_errors", "capture_exception", "flush_after", "track"]
+__all__ = ["capture_errors", "capture_exception", "feature_gate", "flush_after", "track"]

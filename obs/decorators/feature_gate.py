@@ -1,0 +1,126 @@
+"""`@feature_gate`: run the callable only for users the feature flag is on for (or who get a variant)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import _flags
+from .._flags import FeatureDisabled, FlagValue
+from .._log import warn_every
+from ._wrap import RUN, Decorator, DistinctId, Probe, distinct_id_for, wrap
+
+
+class _FeatureGate(Probe):
+    gates = True
+
+    def __init__(
+        self,
+        key: str,
+        variant: str | None,
+        default: FlagValue | None,
+        fallback: Any,
+        distinct_id: DistinctId,
+        groups: Any,
+        person_properties: Any,
+    ) -> None:
+        self.key = key
+        self.variant = variant
+        self.default = default
+        self.distinct_id = distinct_id
+        self.groups = groups
+        self.person_properties = person_properties
+        self.raises = fallback if isinstance(fallback, type) and issubclass(fallback, BaseException) else None
+        self.fallback = _replacement(fallback)
+
+    def _options(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return {
+                "distinct_id": distinct_id_for(self.distinct_id, args, kwargs),
+                "groups": _resolve(self.groups, args, kwargs),
+                "person_properties": _resolve(self.person_properties, args, kwargs),
+                "default": self.default,
+            }
+        except Exception as e:  # a groups/person_properties callable failed: the flag's default decides
+            warn_every(
+                f"feature-gate-{self.key}", 60, "obs: @feature_gate(%r): %r; using default", self.key, e
+            )
+            return None
+
+    def _decide(self, value: Any) -> Any:
+        on = bool(value) if self.variant is None else value == self.variant
+        if on:
+            return RUN
+        exc_type = self.raises
+        if exc_type is None:
+            return self.fallback
+        key = self.key
+
+        def raise_disabled(*args: Any, **kwargs: Any) -> Any:
+            if issubclass(exc_type, FeatureDisabled):
+                raise exc_type(key, value)
+            raise exc_type(f"feature flag {key!r} is off for this call")
+
+        return raise_disabled
+
+    def gate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        options = self._options(args, kwargs)
+        if options is None:
+            return self._decide(self.default)
+        return self._decide(_flags.get_feature_flag(self.key, **options))
+
+    async def agate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        options = self._options(args, kwargs)
+        if options is None:
+            return self._decide(self.default)
+        return self._decide(await _flags.aget_feature_flag(self.key, **options))
+
+
+def _resolve(spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return spec(*args, **kwargs) if callable(spec) else spec
+
+
+def _replacement(fallback: Any) -> Callable[..., Any]:
+    """What runs instead of the callable (exception classes are raised by ``_decide``): raise an
+    exception instance, call a callable, or return a value."""
+    if isinstance(fallback, BaseException):
+        exc = fallback
+
+        def raise_instance(*args: Any, **kwargs: Any) -> Any:
+            raise exc
+
+        return raise_instance
+    if callable(fallback):
+        return fallback  # type: ignore[no-any-return]
+    return lambda *args, **kwargs: fallback
+
+
+def feature_gate(
+    key: str,
+    /,
+    *,
+    default: FlagValue | None = False,
+    variant: str | None = None,
+    fallback: Any = None,
+    distinct_id: DistinctId = None,
+    groups: Mapping[str, Any] | Callable[..., Any] | None = None,
+    person_properties: Mapping[str, Any] | Callable[..., Any] | None = None,
+) -> Decorator:
+    """Run the decorated callable only when feature flag ``key`` is on for the caller's user (with
+    ``variant``: only when they get that variant); otherwise return ``fallback``.
+
+    - ``fallback``: a value, or a callable taking the same arguments (a coroutine function for an async
+      callable is awaited), or an exception class or instance to raise — ``obs.FeatureDisabled`` says
+      which flag was off.
+    - ``default``: the flag's value when it cannot be evaluated (obs off, no distinct_id, a failure).
+    - ``distinct_id``, ``groups``, ``person_properties``: values, or callables given the call's
+      arguments; the distinct_id defaults to :class:`obs.context`'s.
+
+    Evaluations are cached (``OBS_FLAGS_CACHE_TTL``), so a hot gate costs a dictionary lookup; async
+    callables await a cache miss without blocking the event loop. Generators: the flag is checked when
+    iteration starts, and the fallback's result is iterated instead.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError("@feature_gate needs a flag key, e.g. @feature_gate('new-checkout')")
+    probe = _FeatureGate(key, variant, default, fallback, distinct_id, groups, person_properties)
+    return lambda fn: wrap(fn, probe)
