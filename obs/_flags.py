@@ -7,8 +7,9 @@ the sync functions are safe in plain code, worker threads and inside a running l
 never block theirs. Any failure returns the caller's default, logged once per cause and counted
 (``flag_errors``). While obs is off nothing here makes a request.
 
-The flags evaluated so far are kept per context (a contextvar, per distinct_id); `$exception` and
-``@track`` events captured there carry them as `$feature/<key>` and `$active_feature_flags`.
+The flags evaluated so far are kept per context (a contextvar, per distinct_id, forgotten when the
+``obs.context`` level they were evaluated in ends); `$exception` and ``@track`` events captured there
+carry them as `$feature/<key>` and `$active_feature_flags`.
 
 Nothing heavy is imported here: httpx loads with the first remote evaluation, posthog-python with the
 first local one.
@@ -23,7 +24,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from . import _api, _context
@@ -83,24 +83,24 @@ class _Seen:
         self.properties = props
 
 
-_seen: ContextVar[_Seen | None] = ContextVar("obs_flags_seen", default=None)
+# Kept in `_context.flags_seen`, which each obs.context level restores as it ends.
 
 
 def _remember(distinct_id: str, key: str, value: FlagValue) -> None:
-    seen = _seen.get()
+    seen: _Seen | None = _context.flags_seen.get()
     if seen is None or seen.distinct_id != distinct_id:  # another user: start over, never mix users
-        _seen.set(_Seen(distinct_id, {key: value}))
+        _context.flags_seen.set(_Seen(distinct_id, {key: value}))
         return
     old = seen.values.get(key, _MISSING)
     if old is value or (type(old) is type(value) and old == value):
         return
-    _seen.set(_Seen(distinct_id, {**seen.values, key: value}))
+    _context.flags_seen.set(_Seen(distinct_id, {**seen.values, key: value}))
 
 
 def properties_for(distinct_id: Any) -> dict[str, Any] | None:
     """`$feature/<key>` and `$active_feature_flags` for an event of ``distinct_id`` (None: the context's)
     captured now, or None when no flag was evaluated for that user in this context. Do not mutate it."""
-    seen = _seen.get()
+    seen: _Seen | None = _context.flags_seen.get()
     if seen is None:
         return None
     if distinct_id is None:

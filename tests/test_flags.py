@@ -424,19 +424,25 @@ def test_errors_and_track_carry_the_flags_the_user_saw(remote: tuple[FlagsServer
             raise KeyError("k")
         except KeyError as e:
             obs.capture_exception(e, distinct_id="someone-else")  # not their flags
+        with obs.context(properties={"step": "pay"}):  # an inner level, same user: still theirs
+            try:
+                raise KeyError("inner")
+            except KeyError as e:
+                obs.capture_exception(e)
     try:
         raise KeyError("outside")
     except KeyError as e:
-        obs.capture_exception(e, distinct_id="u1")  # same context, explicit id: theirs
+        obs.capture_exception(e, distinct_id="u1")  # the level they were evaluated in has ended
     assert obs.flush(5)
     seen = {"$feature/on": True, "$feature/pricing": "test", "$feature/off": False}
     before, after = _events(sink, "exported")
     assert not any(k.startswith("$feature") or k == "$active_feature_flags" for k in before["properties"])
-    mine, other, outside = _events(sink, "$exception")
-    for props in (after["properties"], mine["properties"], outside["properties"]):
+    mine, other, inner, outside = _events(sink, "$exception")
+    for props in (after["properties"], mine["properties"], inner["properties"]):
         assert {k: props[k] for k in seen} == seen
         assert props["$active_feature_flags"] == ["on", "pricing"]
-    assert not any(k.startswith("$feature/") for k in other["properties"])
+    for props in (other["properties"], outside["properties"]):
+        assert not any(k.startswith("$feature") or k == "$active_feature_flags" for k in props)
 
 
 def test_flags_are_kept_per_context_and_per_user(remote: tuple[FlagsServer, MemorySink]) -> None:

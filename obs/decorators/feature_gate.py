@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from .. import _flags
 from .._flags import FeatureDisabled, FlagValue
 from .._log import warn_every
 from ._wrap import RUN, Decorator, DistinctId, Probe, distinct_id_for, wrap
+from .capture_errors import _Swallowing
+
+D = TypeVar("D")
+Spec = Mapping[str, Any] | Callable[..., Any] | None
 
 
 class _FeatureGate(Probe):
@@ -95,6 +99,41 @@ def _replacement(fallback: Any) -> Callable[..., Any]:
     return lambda *args, **kwargs: fallback
 
 
+@overload
+def feature_gate(
+    key: str,
+    /,
+    *,
+    default: FlagValue | None = False,
+    variant: str | None = None,
+    fallback: type[BaseException] | BaseException | Callable[..., Any],
+    distinct_id: DistinctId = None,
+    groups: Spec = None,
+    person_properties: Spec = None,
+) -> Decorator: ...
+@overload
+def feature_gate(
+    key: str,
+    /,
+    *,
+    default: FlagValue | None = False,
+    variant: str | None = None,
+    fallback: D,
+    distinct_id: DistinctId = None,
+    groups: Spec = None,
+    person_properties: Spec = None,
+) -> _Swallowing[D]: ...
+@overload
+def feature_gate(
+    key: str,
+    /,
+    *,
+    default: FlagValue | None = False,
+    variant: str | None = None,
+    distinct_id: DistinctId = None,
+    groups: Spec = None,
+    person_properties: Spec = None,
+) -> _Swallowing[None]: ...
 def feature_gate(
     key: str,
     /,
@@ -103,9 +142,9 @@ def feature_gate(
     variant: str | None = None,
     fallback: Any = None,
     distinct_id: DistinctId = None,
-    groups: Mapping[str, Any] | Callable[..., Any] | None = None,
-    person_properties: Mapping[str, Any] | Callable[..., Any] | None = None,
-) -> Decorator:
+    groups: Spec = None,
+    person_properties: Spec = None,
+) -> Any:
     """Run the decorated callable only when feature flag ``key`` is on for the caller's user (with
     ``variant``: only when they get that variant); otherwise return ``fallback``.
 
