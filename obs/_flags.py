@@ -40,7 +40,7 @@ FlagValue: TypeAlias = "bool | str"
 T = TypeVar("T")
 _MISSING: Any = object()
 _MAX_CACHE = 10_000  # cached answers kept; the oldest go first
-_MAX_REPORTED = 50_000  # (distinct_id, flag, value, groups) already sent as $feature_flag_called
+_MAX_REPORTED = 50_000  # (distinct_id, flag, value) already sent as $feature_flag_called
 _RETRY_STATUSES = (502, 504)  # retried once, after _RETRY_DELAY, as posthog-python does
 _RETRY_DELAY = 0.3
 _monotonic = time.monotonic
@@ -91,10 +91,13 @@ def _remember(distinct_id: str, key: str, value: FlagValue) -> None:
     if seen is None or seen.distinct_id != distinct_id:  # another user: start over, never mix users
         _context.flags_seen.set(_Seen(distinct_id, {key: value}))
         return
-    old = seen.values.get(key, _MISSING)
-    if old is value or (type(old) is type(value) and old == value):
+    if _same(seen.values.get(key), value):
         return
     _context.flags_seen.set(_Seen(distinct_id, {**seen.values, key: value}))
+
+
+def _same(old: Any, value: FlagValue) -> bool:
+    return old is value or (type(old) is type(value) and old == value)
 
 
 def properties_for(distinct_id: Any) -> dict[str, Any] | None:
@@ -235,14 +238,17 @@ class Flags:
             return default
         if not report:
             return default if result.payload is None else result.payload
-        key, did, groups = args[0], args[1], args[2]
-        _remember(did, key, result.value)
+        key, did, groups, value = args[0], args[1], args[2], result.value
+        seen: _Seen | None = _context.flags_seen.get()
+        if seen is not None and seen.distinct_id == did and _same(seen.values.get(key), value):
+            return value  # remembered here already, so reported already: the hot path ends here
+        _remember(did, key, value)
         self._report(key, did, result, groups)
-        return result.value
+        return value
 
     def _report(self, key: str, did: str, result: Result, groups: Any) -> None:
-        """`$feature_flag_called`, once per (distinct_id, flag, value, groups) while remembered."""
-        dedup = (did, key, result.value, _freeze(groups) if groups else None)
+        """`$feature_flag_called`, once per (distinct_id, flag, value) while remembered."""
+        dedup = (did, key, result.value)
         reported = self._reported
         if dedup in reported:
             return
@@ -617,8 +623,49 @@ def _set_done(future: asyncio.Future[None]) -> None:
 # ---------------------------------------------------------------- the public functions
 
 
-def _flags() -> Flags | None:
-    return (_api._client or _api._lazy()).flags  # None while obs is off
+def current() -> Flags | None:
+    """The current client's flags; None while obs is off."""
+    return (_api._client or _api._lazy()).flags
+
+
+def _get(
+    name: str,
+    key: str,
+    distinct_id: Any,
+    groups: Any,
+    props: Any,
+    group_props: Any,
+    default: Any,
+    report: bool,
+) -> Any:
+    try:
+        flags = current()
+        if flags is None:
+            return default
+        return flags.get(key, distinct_id, groups, props, group_props, default, report)
+    except Exception as e:  # never into the caller
+        warn_every(f"flags-{name}", 60, "obs: %s(%r) failed: %r", name, key, e)
+        return default
+
+
+async def _aget(
+    name: str,
+    key: str,
+    distinct_id: Any,
+    groups: Any,
+    props: Any,
+    group_props: Any,
+    default: Any,
+    report: bool,
+) -> Any:
+    try:
+        flags = current()
+        if flags is None:
+            return default
+        return await flags.aget(key, distinct_id, groups, props, group_props, default, report)
+    except Exception as e:
+        warn_every(f"flags-{name}", 60, "obs: %s(%r) failed: %r", name, key, e)
+        return default
 
 
 def get_feature_flag(
@@ -633,14 +680,9 @@ def get_feature_flag(
     """The flag's value for the user: a variant key, True/False, or ``default`` when it cannot be told
     (obs off, no distinct_id, no such flag, any failure). ``distinct_id`` defaults to ``obs.context``'s.
     Safe from sync code, threads and inside a running event loop (a cache miss blocks this thread)."""
-    try:
-        flags = _flags()
-        if flags is None:
-            return default
-        return flags.get(key, distinct_id, groups, person_properties, group_properties, default)  # type: ignore[no-any-return]
-    except Exception as e:
-        warn_every("flags-get", 60, "obs: get_feature_flag(%r) failed: %r", key, e)
-        return default
+    return _get(  # type: ignore[no-any-return]
+        "get_feature_flag", key, distinct_id, groups, person_properties, group_properties, default, True
+    )
 
 
 async def aget_feature_flag(
@@ -653,14 +695,9 @@ async def aget_feature_flag(
     default: FlagValue | None = None,
 ) -> FlagValue | None:
     """:func:`get_feature_flag` for async code (asyncio or trio); never blocks the event loop."""
-    try:
-        flags = _flags()
-        if flags is None:
-            return default
-        return await flags.aget(key, distinct_id, groups, person_properties, group_properties, default)  # type: ignore[no-any-return]
-    except Exception as e:
-        warn_every("flags-get", 60, "obs: aget_feature_flag(%r) failed: %r", key, e)
-        return default
+    return await _aget(  # type: ignore[no-any-return]
+        "aget_feature_flag", key, distinct_id, groups, person_properties, group_properties, default, True
+    )
 
 
 def feature_enabled(
@@ -673,10 +710,9 @@ def feature_enabled(
     default: bool = False,
 ) -> bool:
     """Whether the flag is on (any variant counts) for the user; ``default`` when it cannot be told."""
-    value = get_feature_flag(
-        key, distinct_id, groups=groups, person_properties=person_properties,
-        group_properties=group_properties, default=_MISSING,
-    )  # fmt: skip
+    value = _get(
+        "feature_enabled", key, distinct_id, groups, person_properties, group_properties, _MISSING, True
+    )
     return default if value is _MISSING else bool(value)
 
 
@@ -690,10 +726,9 @@ async def afeature_enabled(
     default: bool = False,
 ) -> bool:
     """:func:`feature_enabled` for async code; never blocks the event loop."""
-    value = await aget_feature_flag(
-        key, distinct_id, groups=groups, person_properties=person_properties,
-        group_properties=group_properties, default=_MISSING,
-    )  # fmt: skip
+    value = await _aget(
+        "afeature_enabled", key, distinct_id, groups, person_properties, group_properties, _MISSING, True
+    )
     return default if value is _MISSING else bool(value)
 
 
@@ -707,14 +742,16 @@ def get_feature_flag_payload(
     default: Any = None,
 ) -> Any:
     """The JSON payload of the value the user gets (decoded), or ``default``. Sends no event."""
-    try:
-        flags = _flags()
-        if flags is None:
-            return default
-        return flags.get(key, distinct_id, groups, person_properties, group_properties, default, report=False)
-    except Exception as e:
-        warn_every("flags-get", 60, "obs: get_feature_flag_payload(%r) failed: %r", key, e)
-        return default
+    return _get(
+        "get_feature_flag_payload",
+        key,
+        distinct_id,
+        groups,
+        person_properties,
+        group_properties,
+        default,
+        False,
+    )
 
 
 async def aget_feature_flag_payload(
@@ -727,13 +764,13 @@ async def aget_feature_flag_payload(
     default: Any = None,
 ) -> Any:
     """:func:`get_feature_flag_payload` for async code; never blocks the event loop."""
-    try:
-        flags = _flags()
-        if flags is None:
-            return default
-        return await flags.aget(
-            key, distinct_id, groups, person_properties, group_properties, default, report=False
-        )
-    except Exception as e:
-        warn_every("flags-get", 60, "obs: aget_feature_flag_payload(%r) failed: %r", key, e)
-        return default
+    return await _aget(
+        "aget_feature_flag_payload",
+        key,
+        distinct_id,
+        groups,
+        person_properties,
+        group_properties,
+        default,
+        False,
+    )

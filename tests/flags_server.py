@@ -66,7 +66,7 @@ def flag(key: str, rollout: int = 100, **filters: Any) -> dict[str, Any]:
 
 
 DEMO_DEFINITIONS: dict[str, Any] = {
-    "flags": [flag("new-checkout", 50)],
+    "flags": [flag("new-checkout", 100)],
     "group_type_mapping": {},
     "cohorts": {},
 }

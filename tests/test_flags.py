@@ -363,14 +363,15 @@ def test_feature_flag_called_once_per_user_flag_and_value(flags_server: FlagsSer
     for _ in range(5):  # five evaluations (no cache), one event
         obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag_payload("pricing", "u2")  # a payload read is not an exposure
-    obs.get_feature_flag("pricing", "u1", groups={"company": "acme"})
+    obs.get_feature_flag("pricing", "u1", groups={"company": "acme"})  # same user, flag and value
+    obs.get_feature_flag("pricing", "u3", groups={"company": "acme"})
     flags_server.flags = {"pricing": "control"}
     obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag("missing", "u1")  # nothing to report
     events = _events(sink, "$feature_flag_called")
     assert [(e["distinct_id"], e["properties"]["$feature_flag_response"]) for e in events] == [
         ("u1", "test"),
-        ("u1", "test"),
+        ("u3", "test"),
         ("u1", "control"),
     ]
     first = events[0]["properties"]

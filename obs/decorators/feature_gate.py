@@ -37,20 +37,6 @@ class _FeatureGate(Probe):
         self.raises = fallback if isinstance(fallback, type) and issubclass(fallback, BaseException) else None
         self.fallback = _replacement(fallback)
 
-    def _options(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            return {
-                "distinct_id": distinct_id_for(self.distinct_id, args, kwargs),
-                "groups": _resolve(self.groups, args, kwargs),
-                "person_properties": _resolve(self.person_properties, args, kwargs),
-                "default": self.default,
-            }
-        except Exception as e:  # a groups/person_properties callable failed: the flag's default decides
-            warn_every(
-                f"feature-gate-{self.key}", 60, "obs: @feature_gate(%r): %r; using default", self.key, e
-            )
-            return None
-
     def _decide(self, value: Any) -> Any:
         on = bool(value) if self.variant is None else value == self.variant
         if on:
@@ -67,21 +53,47 @@ class _FeatureGate(Probe):
 
         return raise_disabled
 
+    def _failed(self, e: Exception) -> Any:
+        warn_every(f"feature-gate-{self.key}", 60, "obs: @feature_gate(%r): %r; using default", self.key, e)
+        return self._decide(self.default)
+
     def gate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        options = self._options(args, kwargs)
-        if options is None:
-            return self._decide(self.default)
-        return self._decide(_flags.get_feature_flag(self.key, **options))
+        try:
+            flags = _flags.current()
+            if flags is None:  # obs is off: the default decides
+                return self._decide(self.default)
+            value = flags.get(
+                self.key,
+                distinct_id_for(self.distinct_id, args, kwargs),
+                _resolve(self.groups, args, kwargs),
+                _resolve(self.person_properties, args, kwargs),
+                None,
+                self.default,
+            )
+        except Exception as e:  # a groups/person_properties callable failed: the default decides
+            return self._failed(e)
+        return self._decide(value)
 
     async def agate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        options = self._options(args, kwargs)
-        if options is None:
-            return self._decide(self.default)
-        return self._decide(await _flags.aget_feature_flag(self.key, **options))
+        try:
+            flags = _flags.current()
+            if flags is None:
+                return self._decide(self.default)
+            value = await flags.aget(
+                self.key,
+                distinct_id_for(self.distinct_id, args, kwargs),
+                _resolve(self.groups, args, kwargs),
+                _resolve(self.person_properties, args, kwargs),
+                None,
+                self.default,
+            )
+        except Exception as e:
+            return self._failed(e)
+        return self._decide(value)
 
 
 def _resolve(spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return spec(*args, **kwargs) if callable(spec) else spec
+    return spec if spec is None or not callable(spec) else spec(*args, **kwargs)
 
 
 def _replacement(fallback: Any) -> Callable[..., Any]:
