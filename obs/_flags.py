@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from ._client import Client
     from ._config import Settings
+    from ._stats import Stats
 
 FlagValue: TypeAlias = "bool | str"
 T = TypeVar("T")
@@ -127,7 +128,7 @@ class Flags:
         self._cache: dict[Any, tuple[float, Result]] = {}
         self._reported: dict[tuple[Any, ...], None] = {}
         self._remote = Remote(settings, self._fail)
-        self._local = Local(settings, self._fail) if settings.personal_api_key is not None else None
+        self._local = Local(settings, self._stats) if settings.personal_api_key is not None else None
         self._runner: Runner | None = None
         self._inflight: dict[Any, asyncio.Future[Result | None]] = {}  # only touched on the private loop
         self._lock = threading.Lock()
@@ -516,9 +517,9 @@ class Local:
     """Flag definitions polled and matched by posthog-python itself, configured with the personal or
     secure key and obs's host, sending nothing. What it cannot decide goes remote."""
 
-    def __init__(self, settings: Settings, fail: Callable[..., None]) -> None:
+    def __init__(self, settings: Settings, stats: Stats) -> None:
         self._settings = settings
-        self._fail = fail
+        self._stats = stats
         self._posthog: Any = None
         self._loaded: asyncio.Future[None] | None = None  # only touched on the private loop
         self._closed = False
@@ -540,9 +541,7 @@ class Local:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loaded), timeout)
             except asyncio.TimeoutError:
-                self._fail(
-                    "definitions-slow", "flag definitions not loaded within %ss; asking /flags", timeout
-                )
+                self._trouble("definitions-slow", "flag definitions not loaded within %ss", timeout)
 
     def _load(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
         try:
@@ -573,9 +572,9 @@ class Local:
             if not self._closed:
                 ph.load_feature_flags()  # fetches now, then posthog-python's poller refreshes them
             if not ph.feature_flags_by_key:
-                self._fail("definitions", "no flag definitions loaded from %s; asking /flags", s.host)
+                self._trouble("definitions", "no flag definitions loaded from %s", s.host)
         except Exception as e:
-            self._fail("definitions-error", "loading flag definitions failed: %r; asking /flags", e)
+            self._trouble("definitions-error", "loading flag definitions failed: %r", e)
         finally:
             with contextlib.suppress(RuntimeError):  # the private loop is already closed
                 loop.call_soon_threadsafe(_set_done, done)
@@ -599,7 +598,7 @@ class Local:
                 send_feature_flag_events=False,
             )
         except Exception as e:
-            self._fail("local", "local evaluation of %r failed: %r", key, e)
+            self._trouble("local", "local evaluation of %r failed: %r", key, e)
             return None
         if result is None:
             return None
@@ -607,6 +606,11 @@ class Local:
             f"$feature_flag_{k}": definition[k] for k in ("id", "version") if definition.get(k) is not None
         }
         return Result(result.get_value(), result.payload, True, meta)
+
+    def _trouble(self, cause: str, msg: str, *args: Any) -> None:
+        """Local evaluation could not answer: counted and logged once per cause; /flags answers instead."""
+        self._stats.incr("flag_local_failures")
+        warn_every(f"flags-{cause}", 60, "obs: feature flags: " + msg + "; asking /flags instead", *args)
 
     def close(self) -> None:
         self._closed = True

@@ -5,7 +5,7 @@
   shape (`featureFlags`/`featureFlagPayloads`) with `legacy = True`. Only the keys in
   `flag_keys_to_evaluate` are answered, as PostHog does.
 - `GET /flags/definitions` and `GET /api/feature_flag/local_evaluation` (local evaluation) serve
-  `definitions` to a request bearing `personal_key`, 401 otherwise.
+  `definitions` to a request bearing `personal_key`, 401 otherwise, after `definitions_delay` seconds.
 - `script()` queues how to answer the next `/flags/` requests: a status, a body, a delay, a hang or a
   dropped connection (`tests.capture_server.Reply`).
 
@@ -72,12 +72,19 @@ DEMO_DEFINITIONS: dict[str, Any] = {
 }
 
 
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client gave up
+            super().handle_error(request, client_address)
+
+
 class FlagsServer:
     def __init__(self) -> None:
         self.flags: dict[str, Any] = {}
         self.payloads: dict[str, Any] = {}
         self.legacy = False
         self.definitions: dict[str, Any] | None = None
+        self.definitions_delay = 0.0  # seconds before answering a definitions request
         self.personal_key = PERSONAL_KEY
         self.received: list[Request] = []
         self._script: deque[Reply] = deque()
@@ -98,6 +105,8 @@ class FlagsServer:
                     return self._answer("GET", b"", 404, b'{"detail":"not found"}')
                 if self.headers.get("authorization") != f"Bearer {server.personal_key}":
                     return self._answer("GET", b"", 401, b'{"detail":"invalid personal api key"}')
+                if server.definitions_delay:
+                    time.sleep(server.definitions_delay)
                 if server.definitions is None:
                     return self._answer("GET", b"", 503, b'{"detail":"no definitions"}')
                 self._answer("GET", b"", 200, json.dumps(server.definitions).encode())
@@ -132,7 +141,7 @@ class FlagsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Quiet(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import posthog
@@ -19,6 +22,7 @@ import pytest
 import trio
 
 import obs
+import obs.testing
 from obs import _log
 from obs._client import Client
 from obs.sinks import MemorySink
@@ -648,6 +652,29 @@ def test_local_evaluation_without_definitions_asks_remote(
     assert [r.status for r in flags_server.definition_requests] == [401]
     assert len(flags_server.flag_requests) == 2
     assert len([r for r in caplog.records if "no flag definitions" in r.getMessage()]) == 1
+    stats = obs.get_client().stats()
+    assert (stats["flag_local_failures"], stats["flag_errors"]) == (1, 0)
+
+
+def test_slow_definitions_are_not_waited_for_twice(flags_server: FlagsServer) -> None:
+    flags_server.definitions = {"flags": [flag("f", 100)], "group_type_mapping": {}, "cohorts": {}}
+    flags_server.definitions_delay = 1.0
+    flags_server.flags = {"f": "remote"}
+    obs.init(
+        api_key="phc_test", host=flags_server.url, sinks=["memory"], personal_api_key=PERSONAL_KEY,
+        flags_timeout=0.3, flags_cache_ttl=0,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    assert obs.get_feature_flag("f", "u") == "remote"  # waited 0.3 s for the definitions, then asked
+    assert time.monotonic() - t0 < 0.9
+    assert obs.get_client().stats()["flag_local_failures"] == 1
+    deadline = time.monotonic() + 5
+    while obs.get_feature_flag("f", "u") is not True and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert obs.get_feature_flag("f", "u") is True  # loaded by now: decided locally
+    asked = len(flags_server.flag_requests)
+    obs.get_feature_flag("f", "v")
+    assert len(flags_server.flag_requests) == asked and len(flags_server.definition_requests) == 1
 
 
 def test_local_evaluation_in_async_code_and_threads(flags_server: FlagsServer) -> None:
@@ -673,3 +700,39 @@ def test_shutdown_stops_the_flag_threads(remote: tuple[FlagsServer, MemorySink])
     assert obs.get_feature_flag("on", "u") is True  # cached answers still serve
     assert obs.get_feature_flag("on", "new-user", default="d") == "d"  # but nothing new is asked
     assert len(srv.flag_requests) == 1
+
+
+def test_testing_capture_events_asks_nothing(flags_server: FlagsServer) -> None:
+    flags_server.flags = {"on": True}
+    obs.init(api_key="phc_test", host=flags_server.url, sinks=["memory"])
+    with obs.testing.capture_events() as captured:
+        assert obs.get_feature_flag("on", "u", default="d") == "d"
+        assert obs.feature_enabled("on", "u") is False
+    assert flags_server.received == [] and captured.named("$feature_flag_called") == []
+
+
+def test_a_forked_child_evaluates_with_its_own_flag_thread(flags_server: FlagsServer) -> None:
+    flags_server.flags = {"on": True}
+    code = """
+        import os, obs
+        obs.init(sinks=["memory"])
+        assert obs.get_feature_flag("on", "parent") is True  # the parent's flag thread is running
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if obs.get_feature_flag("on", "child") is True else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert obs.get_feature_flag("on", "parent-again") is True
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "POSTHOG_API_KEY": "phc_fork",
+        "POSTHOG_HOST": flags_server.url,
+        "OBS_FLAGS_TIMEOUT": "2",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert [r.body["distinct_id"] for r in flags_server.flag_requests] == ["parent", "child", "parent-again"]
