@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_e2e.py
 	$(BIN)/python benchmarks/bench_decorators.py
 	$(BIN)/python benchmarks/bench_llm.py
+	$(BIN)/python benchmarks/bench_flags.py
 
 clean:
 	rm -rf $(VENV) .obs .pytest_cache .mypy_cache .ruff_cache

@@ -2,8 +2,9 @@
 
 - ``REPO``: the repository root, put on ``sys.path`` so ``obs`` and ``tests`` import from the checkout.
 - ``clean_env()``: drop ``POSTHOG_*`` / ``OBS_*`` settings so neither SDK is configured by the environment.
-- ``ServerProcess``: ``tests/capture_server.py`` in a separate process (URL on stdout; a line on stdin asks
-  for the number of events accepted so far; closing stdin stops it).
+- ``ServerProcess``: ``tests/capture_server.py`` (or, with ``script=FLAGS_SERVER``, ``tests/flags_server.py``)
+  in a separate process (URL on stdout; a line on stdin asks for its count so far — events accepted, or
+  ``/flags`` requests; closing stdin stops it).
 - ``machine()``: the Python / package versions and CPU count printed by every script.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "tests" / "capture_server.py"
+FLAGS_SERVER = REPO / "tests" / "flags_server.py"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -51,10 +53,10 @@ class ServerProcess:
     stops when stdin closes) in its own process, so it never competes with the SDK for the GIL."""
 
     def __init__(self, *, as_is: bool = False, script: Path = SERVER) -> None:
-        if as_is or script != SERVER:
+        if as_is:
             cmd = [sys.executable, str(script)]
         else:
-            cmd = [sys.executable, "-c", _NODELAY_BOOT.format(path=str(SERVER))]
+            cmd = [sys.executable, "-c", _NODELAY_BOOT.format(path=str(script))]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(REPO), env=clean_env()
         )
@@ -62,7 +64,7 @@ class ServerProcess:
         self.url = self._proc.stdout.readline().strip()
         if not self.url.startswith("http://"):
             self.close()
-            raise RuntimeError(f"capture server did not start (printed {self.url!r})")
+            raise RuntimeError(f"{script.name} did not start (printed {self.url!r})")
 
     def count(self) -> int:
         """Events the server has accepted (answered 2xx) so far."""

@@ -1,7 +1,7 @@
 """obs: errors, LLM calls, feature flags and product events to PostHog, from decorators, off the hot path.
 
 The public surface is listed in ``__all__``. Importing obs is cheap: pydantic, anyio and httpx load only
-when a client is enabled (``POSTHOG_API_KEY`` set).
+when a client is enabled (``POSTHOG_API_KEY`` set), posthog-python only for local flag evaluation.
 """
 
 from __future__ import annotations
@@ -21,10 +21,19 @@ from ._api import (
     shutdown,
 )
 from ._context import context
+from ._flags import (
+    FeatureDisabled,
+    afeature_enabled,
+    aget_feature_flag,
+    aget_feature_flag_payload,
+    feature_enabled,
+    get_feature_flag,
+    get_feature_flag_payload,
+)
 from ._llm import trace_generation
 from ._trace import span, trace
 from ._version import __version__
-from .decorators import capture_errors, capture_exception, flush_after, trace_llm, track
+from .decorators import capture_errors, capture_exception, feature_gate, flush_after, trace_llm, track
 
 if TYPE_CHECKING:
     from . import events, integrations, sinks, testing
@@ -52,9 +61,13 @@ __all__ = [
     "Client",
     "ConfigError",
     "DisabledClient",
+    "FeatureDisabled",
     "Settings",
     "__version__",
+    "afeature_enabled",
     "aflush",
+    "aget_feature_flag",
+    "aget_feature_flag_payload",
     "ashutdown",
     "capture",
     "capture_ai",
@@ -62,9 +75,13 @@ __all__ = [
     "capture_exception",
     "context",
     "events",
+    "feature_enabled",
+    "feature_gate",
     "flush",
     "flush_after",
     "get_client",
+    "get_feature_flag",
+    "get_feature_flag_payload",
     "group_identify",
     "identify",
     "init",

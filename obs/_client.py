@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions, _llm
+from . import _context, _exceptions, _flags, _llm
 from ._log import log, warn_every
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
@@ -80,6 +80,7 @@ class Client:
         scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         self._exception_fields = _exceptions.Formatter(scrub, self._in_app).fields
         self._ai_fields = _llm.Fields(settings, scrub)
+        self.flags = _flags.Flags(self)  # feature flags; no I/O until the first one
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -110,6 +111,7 @@ class Client:
         self._stats = Stats()
         if self._closed:
             return
+        self.flags = _flags.Flags(self)  # the parent's flag threads did not come along
         self._sinks = self._build_sinks()
         self._start()
 
@@ -142,6 +144,7 @@ class Client:
             return True
         self._closed = True
         self._max_queue = 0
+        self.flags.close()
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
             return not self._queue
@@ -343,6 +346,7 @@ class DisabledClient:
 
     enabled = False
     settings = None
+    flags = None  # feature flag functions return the caller's default, with no request
 
     def capture(self, *args: Any, **kwargs: Any) -> None:
         return None

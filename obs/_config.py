@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger("obs")
@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="OBS_IN_APP_MODULES"
     )
 
+    # Feature flags (docs/flags.md). The personal/secure key is a SecretStr: never in a repr or a log line.
+    personal_api_key: SecretStr | None = Field(None, validation_alias="POSTHOG_PERSONAL_API_KEY")
+    flags_cache_ttl: float = Field(30.0, ge=0, validation_alias="OBS_FLAGS_CACHE_TTL")
+    flags_timeout: float = Field(3.0, gt=0, validation_alias="OBS_FLAGS_TIMEOUT")
+    flags_poll_interval: float = Field(30.0, gt=0, validation_alias="OBS_FLAGS_POLL_INTERVAL")
+
     # Super-properties on every event; see `_derive_environment` for the fallback chain.
     environment: str | None = Field(None, validation_alias="POSTHOG_ENVIRONMENT")
     release: str | None = Field(None, validation_alias="OBS_RELEASE")
@@ -91,6 +97,22 @@ class Settings(BaseSettings):
                 "POSTHOG_API_KEY holds a personal API key (phx_…). Events must be sent with the project "
                 "API key (phc_…, under Project settings → Project API key); a personal key would leak "
                 "account access and PostHog rejects it for capture."
+            )
+        return v
+
+    @field_validator("personal_api_key", mode="before")
+    @classmethod
+    def _check_personal_key(cls, v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        if v is None or not str(v).strip():
+            return None
+        v = str(v).strip()
+        if v.startswith("phc_"):
+            raise ValueError(
+                "POSTHOG_PERSONAL_API_KEY holds a project API key (phc_…). Local flag evaluation needs a "
+                "personal API key (phx_…) or a feature flags secure key (phs_…); the project key belongs "
+                "in POSTHOG_API_KEY."
             )
         return v
 

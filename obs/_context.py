@@ -37,6 +37,9 @@ class Frame:
 
 
 current: ContextVar[Frame | None] = ContextVar("obs_context", default=None)
+# The feature flags evaluated so far (kept by obs._flags). Each level restores it when it ends, so flags
+# evaluated inside a level are not carried by events captured after it.
+flags_seen: ContextVar[Any] = ContextVar("obs_flags_seen", default=None)
 
 
 class context:
@@ -58,7 +61,7 @@ class context:
         self._distinct_id = None if distinct_id is None else str(distinct_id)
         self._session_id = None if session_id is None else str(session_id)
         self._properties = dict(properties) if properties else None
-        self._tokens: list[Token[Frame | None]] = []
+        self._tokens: list[tuple[Token[Frame | None], Token[Any]]] = []
 
     def _frame(self) -> Frame:
         parent = current.get()
@@ -77,13 +80,15 @@ class context:
 
     def __enter__(self) -> Frame:
         frame = self._frame()
-        self._tokens.append(current.set(frame))
+        self._tokens.append((current.set(frame), flags_seen.set(flags_seen.get())))
         return frame
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        current.reset(self._tokens.pop())
+        frame_token, flags_token = self._tokens.pop()
+        flags_seen.reset(flags_token)
+        current.reset(frame_token)
 
     async def __aenter__(self) -> Frame:
         return self.__enter__()
@@ -103,8 +108,10 @@ class _ContextProbe(Probe):
         self.spec = spec
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return current.set(context(*self.spec)._frame())
+        return current.set(context(*self.spec)._frame()), flags_seen.set(flags_seen.get())
 
     def finish(self, state: Any, args: Any, kwargs: Any, result: Any, error: Any) -> Any:
-        current.reset(state)
+        frame_token, flags_token = state
+        flags_seen.reset(flags_token)
+        current.reset(frame_token)
         return RERAISE

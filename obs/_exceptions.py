@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _api, _trace
+from . import _api, _flags, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
@@ -87,6 +87,9 @@ def capture(
     ids = _trace.active_ids()
     if ids:
         props.update(ids)
+    flags = _flags.properties_for(distinct_id)  # the variants this user saw, to tie the error to them
+    if flags:
+        props.update(flags)
     if source:
         props["$exception_source"] = source
     if properties:

@@ -28,6 +28,9 @@ class Stats:
         "dropped_rejected",  # events refused by PostHog with a non-retryable 4xx
         "dropped_failed",  # events given up on after max_retries
         "exceptions_rate_limited",  # identical exceptions held back by OBS_ERROR_RATE_LIMIT
+        "flag_requests",  # flag evaluations asked of PostHog's /flags (not cached, not decided locally)
+        "flag_errors",  # feature flag evaluations that failed and returned the caller's default
+        "flag_local_failures",  # flag definitions not loaded in time or at all, or a local evaluation error
     )
 
     def __init__(self) -> None:

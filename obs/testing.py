@@ -6,7 +6,8 @@
 
 Inside the block the module-level functions (``obs.capture`` and friends, and everything built on them)
 go to an in-memory sink through the real pipeline — the same worker, typed events and wire form — and
-nothing leaves the process. The client that was active before is restored afterwards.
+nothing leaves the process: feature flag checks return the caller's default. The client that was active
+before is restored afterwards.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def capture_events(**overrides: Any) -> Iterator[CapturedEvents]:
     sink = MemorySink()
     settings = load_settings(**{**overrides, "api_key": "phc_obs_testing", "sinks": [sink]})
     client = Client(settings)
+    client.flags.close()  # nothing leaves the process: feature flags return the caller's default
     with _api._lock:
         previous = (_api._client, _api._overrides)
         _api._client, _api._overrides = client, None

@@ -9,6 +9,7 @@ import obs
 from obs._client import Client, DisabledClient
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
+from tests.flags_server import FlagsServer
 from tests.llm_servers import LLMServer
 
 _OBS_ENV = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
@@ -31,6 +32,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def server() -> Iterator[CaptureServer]:
     with CaptureServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def flags_server() -> Iterator[FlagsServer]:
+    with FlagsServer() as srv:
         yield srv
 
 

@@ -6,8 +6,9 @@ methods, classmethods and staticmethods alike. All of them are also importable f
 """
 
 from .capture_errors import capture_errors, capture_exception
+from .feature_gate import feature_gate
 from .flush_after import flush_after
 from .trace_llm import trace_llm
 from .track import track
 
-__all__ = ["capture_errors", "capture_exception", "flush_after", "trace_llm", "track"]
+__all__ = ["capture_errors", "capture_exception", "feature_gate", "flush_after", "trace_llm", "track"]

@@ -10,6 +10,8 @@ What the helper guarantees, so no decorator has to:
 - Signature, ``__wrapped__``, ``__name__``/``__doc__`` and what ``inspect`` reports are the original's.
 - Only the probe methods a decorator overrides are called: ``@capture_errors``' success path is a bare
   ``try``.
+- A *gating* probe (``gates = True``, e.g. ``@feature_gate``) decides before each unit whether it runs at
+  all, or what runs in its place; async callables await its ``agate``, so it may do I/O.
 - A probe that fails is logged, never raised into the caller. ``SystemExit``, ``KeyboardInterrupt``,
   ``GeneratorExit`` and cancellation always propagate, whatever the probe returns.
 - A generator runs in its own copy of the context, taken when iteration starts: what it sets (an
@@ -42,6 +44,9 @@ class Decorator(Protocol):
 RERAISE: Any = object()
 """What :meth:`Probe.finish` returns to let the exception propagate unchanged."""
 
+RUN: Any = object()
+"""What :meth:`Probe.gate` returns to let the unit run."""
+
 
 class Probe:
     """What a decorator does around one unit of work. Override only what you need.
@@ -57,6 +62,9 @@ class Probe:
     #: Nothing to do while the SDK is off: the wrapper then calls straight through. "Off" means a client
     #: exists and is disabled; before the first client exists, ``start`` runs and initialises it.
     idle_when_disabled = False
+    #: Call ``gate`` (``agate`` for coroutine functions and async generators) before each unit instead of
+    #: ``start``/``item``/``finish``: a gating probe only decides whether the unit runs.
+    gates = False
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return None
@@ -83,6 +91,14 @@ class Probe:
         error: BaseException | None,
     ) -> Any:
         return self.finish(state, args, kwargs, result, error)
+
+    def gate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:data:`RUN`, or a callable taking the unit's arguments, called instead (what it returns or
+        raises is the call's; for a generator, what it returns is iterated)."""
+        return RUN
+
+    async def agate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.gate(args, kwargs)
 
 
 DistinctId: TypeAlias = "str | Callable[..., Any] | None"
@@ -141,6 +157,22 @@ async def _afinish(
     return out if isinstance(error, Exception) else RERAISE
 
 
+def _gate(probe: Probe, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return probe.gate(args, kwargs)
+    except Exception as e:
+        _probe_failed(probe, "gate", e)
+        return RUN
+
+
+async def _agate(probe: Probe, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return await probe.agate(args, kwargs)
+    except Exception as e:
+        _probe_failed(probe, "gate", e)
+        return RUN
+
+
 def _probe_failed(probe: Probe, where: str, e: Exception) -> None:
     name = type(probe).__name__
     warn_every(f"probe-{name}-{where}", 60, "obs: %s.%s failed and was skipped: %r", name, where, e)
@@ -150,8 +182,10 @@ def wrap(fn: F, probe: Probe) -> F:
     """Wrap any callable kind with ``probe``; the result has ``fn``'s type and signature."""
     if isinstance(fn, (classmethod, staticmethod)):
         return type(fn)(wrap(fn.__func__, probe))
-    if inspect.isasyncgenfunction(fn):
-        wrapper: Callable[..., Any] = _async_gen(fn, probe)
+    if probe.gates:
+        wrapper: Callable[..., Any] = _gated(fn, probe)
+    elif inspect.isasyncgenfunction(fn):
+        wrapper = _async_gen(fn, probe)
     elif inspect.isgeneratorfunction(fn):
         wrapper = _gen(fn, probe)
     elif inspect.iscoroutinefunction(fn):
@@ -298,6 +332,73 @@ def _async_gen(fn: Callable[..., AsyncGenerator[Any, Any]], probe: Probe) -> Cal
             return
 
     return async_generator
+
+
+def _gated(fn: Callable[..., Any], probe: Probe) -> Callable[..., Any]:
+    """The wrapper of a gating probe: the unit, or the callable ``gate`` returned in its place."""
+    if inspect.isasyncgenfunction(fn):
+
+        async def async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            alt = await _agate(probe, args, kwargs)
+            inner = fn(*args, **kwargs) if alt is RUN else _as_async_gen(alt(*args, **kwargs))
+            try:
+                value = await inner.__anext__()
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        await inner.aclose()
+                        raise
+                    except BaseException as thrown:
+                        value = await inner.athrow(thrown)
+                    else:
+                        value = await inner.asend(sent)
+            except StopAsyncIteration:
+                return
+
+        return async_generator
+    if inspect.isgeneratorfunction(fn):
+
+        def generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            alt = _gate(probe, args, kwargs)
+            if alt is RUN:
+                return (yield from fn(*args, **kwargs))
+            out = alt(*args, **kwargs)
+            if out is not None:
+                yield from out
+            return None
+
+        return generator
+    if inspect.iscoroutinefunction(fn):
+
+        async def coroutine(*args: Any, **kwargs: Any) -> Any:
+            alt = await _agate(probe, args, kwargs)
+            if alt is RUN:
+                return await fn(*args, **kwargs)
+            out = alt(*args, **kwargs)
+            return await out if inspect.isawaitable(out) else out
+
+        return coroutine
+
+    def function(*args: Any, **kwargs: Any) -> Any:
+        alt = _gate(probe, args, kwargs)
+        if alt is RUN:
+            return fn(*args, **kwargs)
+        return alt(*args, **kwargs)
+
+    return function
+
+
+async def _as_async_gen(items: Any) -> AsyncGenerator[Any, Any]:
+    """A gate's replacement output for an async generator: an async iterable, an iterable, or None."""
+    if items is None:
+        return
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 class _InContext:

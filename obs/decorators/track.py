@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from .. import _api
+from .. import _api, _flags
 from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
@@ -67,6 +67,9 @@ class _Track(Probe):
             if value is not _MISSING:
                 props[f"arg_{name}"] = value
         did = distinct_id_for(self.distinct_id, args, kwargs)
+        flags = _flags.properties_for(did)
+        if flags:
+            props.update(flags)
         c = _api.get_client()
         c._put("custom", self.event, props, did, None, None, None, "batch", None)
         return RERAISE

@@ -1,6 +1,8 @@
-"""Integrations with other libraries; each module imports its library only when used.
+"""Integrations with other libraries. Each module imports its library only when you call into it, so
+``import obs`` never loads them.
 
 - :mod:`obs.integrations.openai` — ``instrument_openai(client)`` (also ``obs.instrument_openai``).
 - :mod:`obs.integrations.anthropic` — ``instrument_anthropic(client)`` (also ``obs.instrument_anthropic``).
 - :mod:`obs.integrations.langchain` — ``CallbackHandler`` for LangChain.
+- :mod:`obs.integrations.jinja` — ``install(env)``: feature-flag globals for Jinja templates.
 """

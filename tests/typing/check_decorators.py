@@ -56,6 +56,26 @@ async def ahandler(event: dict[str, str]) -> str:
     return event["id"]
 
 
+@obs.feature_gate("new-parser", fallback=parse)
+def parse_v2(text: str, *, strict: bool = False) -> int:
+    return int(text, 16)
+
+
+@obs.feature_gate("beta-export", fallback=obs.FeatureDisabled)
+async def export_v2(fmt: str) -> bytes:
+    return fmt.encode()
+
+
+@obs.feature_gate("pricing", variant="test", fallback=0)
+def price(plan: str) -> int:
+    return 9
+
+
+@obs.feature_gate("banner")
+async def banner(user: str) -> str:
+    return user
+
+
 class Service:
     @obs.capture_errors
     def method(self, x: int) -> str:
@@ -103,6 +123,12 @@ async def check() -> None:
     assert_type(Service().method(1), str)
     assert_type(Service.static(1), int)
     assert_type(Service.build("x"), Service | None)
+    assert_type(parse_v2("a", strict=True), int)
+    assert_type(await export_v2("csv"), bytes)
+    assert_type(price("pro"), int)
+    assert_type(await banner("u"), str | None)
+    assert_type(obs.get_feature_flag("f", "u"), bool | str | None)
+    assert_type(await obs.afeature_enabled("f", "u", groups={"company": "acme"}), bool)
     async for chunk in chunks(3):
         assert_type(chunk, bytes)
     for line in lines(2):
