@@ -17,7 +17,6 @@ first local one.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -31,6 +30,8 @@ from ._log import log, warn_every
 from ._version import __version__
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from ._client import Client
@@ -205,6 +206,8 @@ class Flags:
 
     async def _shared(self, ck: Any, args: tuple[Any, ...]) -> Result | None:
         """On the private loop: concurrent misses of one cache key share one evaluation."""
+        import asyncio
+
         task = self._inflight.get(ck)
         if task is None:
             task = self._inflight[ck] = asyncio.ensure_future(self._resolve(ck, args))
@@ -294,6 +297,8 @@ class Flags:
         return None
 
     async def _await(self, coro: Coroutine[Any, Any, Result | None]) -> Result | None:
+        import asyncio
+
         runner = self._runner_or_none()
         if runner is None:
             _close(coro)
@@ -357,15 +362,21 @@ class Runner:
     submits remote evaluations here, so they share one ``httpx.AsyncClient`` and its connections."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="obs-flags", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self, cleanup: Coroutine[Any, Any, Any], timeout: float) -> None:
@@ -409,6 +420,8 @@ class Remote:
     async def evaluate(
         self, key: str, did: str, groups: Any, person_properties: Any, group_properties: Any
     ) -> Result | None:
+        import asyncio
+
         import httpx
 
         try:
@@ -531,6 +544,8 @@ class Local:
 
     async def wait_loaded(self, timeout: float) -> None:
         """The first call starts loading definitions (a daemon thread); every call waits ≤ ``timeout``."""
+        import asyncio
+
         if self._loaded is None:
             loop = asyncio.get_running_loop()
             self._loaded = loop.create_future()

@@ -65,7 +65,7 @@ class Summary:
             "output_tokens": self.output_tokens,
             "tool_calls": self.tool_calls,
             "errors": self.errors,
-            "priced": self.priced,
+            "priced": list(self.priced),  # a copy: a generation ending after the trace must not change it
         }
 
 
