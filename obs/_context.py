@@ -61,7 +61,8 @@ class context:
         self._distinct_id = None if distinct_id is None else str(distinct_id)
         self._session_id = None if session_id is None else str(session_id)
         self._properties = dict(properties) if properties else None
-        self._tokens: list[tuple[Token[Frame | None], Token[Any]]] = []
+        # One entry per open `with`: (frame, tokens). Tasks sharing one instance may exit in any order.
+        self._tokens: list[tuple[Frame, Token[Frame | None], Token[Any]]] = []
 
     def _frame(self) -> Frame:
         parent = current.get()
@@ -80,13 +81,16 @@ class context:
 
     def __enter__(self) -> Frame:
         frame = self._frame()
-        self._tokens.append((current.set(frame), flags_seen.set(flags_seen.get())))
+        self._tokens.append((frame, current.set(frame), flags_seen.set(flags_seen.get())))
         return frame
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        frame_token, flags_token = self._tokens.pop()
+        here = current.get()  # this task's own entry: the frame it set, whoever entered after it
+        entries = self._tokens
+        i = next((i for i in range(len(entries) - 1, -1, -1) if entries[i][0] is here), -1)
+        _, frame_token, flags_token = entries.pop(i)
         flags_seen.reset(flags_token)
         current.reset(frame_token)
 

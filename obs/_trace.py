@@ -245,7 +245,10 @@ class span:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._open.pop().end(e)
+        # Tasks sharing one instance exit in any order: end this task's span, the one current here.
+        here, opened = current.get(), self._open
+        i = next((i for i in range(len(opened) - 1, -1, -1) if opened[i].ids is here), -1)
+        opened.pop(i).end(e)
 
     async def __aenter__(self) -> Span:
         return self.__enter__()

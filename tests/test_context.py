@@ -206,3 +206,26 @@ def test_non_string_ids_are_stringified(memory: Mem, bad: object) -> None:
     with obs.context(distinct_id=bad):  # type: ignore[arg-type]
         obs.capture("e")
     assert _by_name(sink)["e"]["distinct_id"] == str(bad)
+
+
+@pytest.mark.asyncio
+async def test_one_context_instance_shared_by_concurrent_tasks(memory: Mem) -> None:
+    _, sink = memory
+    shared = obs.context(properties={"area": "api"})
+
+    async def run(user: str, delay: float) -> None:
+        with obs.context(distinct_id=user):
+            async with shared:
+                await asyncio.sleep(delay)
+                obs.capture("step")
+            obs.capture("after")
+
+    await asyncio.gather(run("fast", 0.0), run("slow", 0.05))  # the first in is the first out
+    assert obs.flush(5)
+    got = sorted((e["distinct_id"], e["event"], e["properties"].get("area")) for e in sink.events)
+    assert got == [
+        ("fast", "after", None),
+        ("fast", "step", "api"),
+        ("slow", "after", None),
+        ("slow", "step", "api"),
+    ]

@@ -163,3 +163,21 @@ def test_off_and_bad_names() -> None:
         assert t.trace_id
     with pytest.raises(ValueError, match="needs a name"):
         obs.trace("")
+
+
+@pytest.mark.asyncio
+async def test_one_span_instance_shared_by_concurrent_tasks(sink: MemorySink) -> None:
+    step = obs.span("step")  # one instance, entered by tasks that finish in another order
+
+    async def run(delay: float) -> str:
+        async with step as s:
+            await asyncio.sleep(delay)
+            _generation()
+            return s.span_id
+
+    second, first = await asyncio.gather(run(0.0), run(0.05))  # the first in is the first out
+    spans = {p["$ai_span_id"]: p for p in _named(sink, "$ai_span")}
+    gens = _named(sink, "$ai_generation")
+    assert set(spans) == {first, second}
+    assert sorted(g["$ai_parent_id"] for g in gens) == sorted([first, second])
+    assert spans[first]["$ai_latency"] > spans[second]["$ai_latency"]
