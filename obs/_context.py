@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from .decorators._wrap import RERAISE, Probe, wrap
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -87,10 +88,7 @@ class context:
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        here = current.get()  # this task's own entry: the frame it set, whoever entered after it
-        entries = self._tokens
-        i = next((i for i in range(len(entries) - 1, -1, -1) if entries[i][0] is here), -1)
-        _, frame_token, flags_token = entries.pop(i)
+        _, frame_token, flags_token = pop_own(self._tokens, current.get(), lambda entry: entry[0])
         flags_seen.reset(flags_token)
         current.reset(frame_token)
 
@@ -105,6 +103,19 @@ class context:
     def __call__(self, fn: F) -> F:
         """As a decorator: each call (or whole generator iteration) runs inside a new level like this one."""
         return wrap(fn, _ContextProbe(self._distinct_id, self._session_id, self._properties))
+
+
+def pop_own(entries: list[T], here: object, key: Callable[[T], object]) -> T:
+    """Remove and return the current task's entry from a context manager instance's stack of open entries.
+
+    One instance (``step = obs.span("step")`` at module level) may be entered by concurrent tasks that exit
+    in any order, so the entry to end is not the last one pushed but the one whose ``key`` is ``here``, the
+    contextvar value this task's entry set; the last one when none is (the value was replaced meanwhile).
+    """
+    for i in range(len(entries) - 1, -1, -1):
+        if key(entries[i]) is here:
+            return entries.pop(i)
+    return entries.pop()
 
 
 class _ContextProbe(Probe):

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _api, _trace
+from . import _api, _context, _trace
 from ._log import warn_every
 from ._uuid import uuid7
 
@@ -364,19 +364,17 @@ class trace_generation:
             "properties": properties,
             "groups": groups,
         }
-        self._gen: Generation | None = None
+        self._open: list[Generation] = []
 
     def __enter__(self) -> Generation:
         gen = start(**self._kw)
-        self._gen = gen
+        self._open.append(gen)
         return gen
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        gen, self._gen = self._gen, None
-        if gen is not None:
-            gen.finish(e)
+        _context.pop_own(self._open, active.get(), lambda gen: gen).finish(e)
 
     async def __aenter__(self) -> Generation:
         return self.__enter__()

@@ -21,7 +21,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _api
+from . import _api, _context
 from ._uuid import uuid7
 from .decorators._wrap import RERAISE, Probe, wrap
 
@@ -245,10 +245,7 @@ class span:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Tasks sharing one instance exit in any order: end this task's span, the one current here.
-        here, opened = current.get(), self._open
-        i = next((i for i in range(len(opened) - 1, -1, -1) if opened[i].ids is here), -1)
-        opened.pop(i).end(e)
+        _context.pop_own(self._open, current.get(), lambda s: s.ids).end(e)
 
     async def __aenter__(self) -> Span:
         return self.__enter__()
