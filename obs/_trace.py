@@ -121,9 +121,10 @@ def active_ids() -> dict[str, Any] | None:
 class Span:
     """An open trace or span (what ``with obs.trace(...) as t`` gives): its ids, and :meth:`set`."""
 
-    __slots__ = ("ids", "input", "is_trace", "name", "output", "properties", "t0", "token")
+    __slots__ = ("groups", "ids", "input", "is_trace", "name", "output", "properties", "t0", "token")
 
     def __init__(self, ids: SpanIds, name: str, is_trace: bool, input: Any, properties: Any) -> None:
+        self.groups: Mapping[str, Any] | None = None
         self.ids = ids
         self.name = name
         self.is_trace = is_trace
@@ -176,7 +177,7 @@ class Span:
         kind, event = ("ai_trace", "$ai_trace") if self.is_trace else ("ai_span", "$ai_span")
         route = "ai" if client.settings.ai_route else "batch"  # type: ignore[union-attr]
         props = self.properties or None
-        client._put(kind, event, props, ids.distinct_id, None, None, None, route, extra)
+        client._put(kind, event, props, ids.distinct_id, None, None, self.groups, route, extra)
 
 
 _CURRENT: Any = object()
@@ -191,6 +192,7 @@ def open_span(
     *,
     parent: SpanIds | None = _CURRENT,
     activate: bool = True,
+    groups: Mapping[str, Any] | None = None,
 ) -> Span:
     """Open a span (or a trace, at the root); ``parent`` defaults to the current span. ``activate=False``
     (callback-driven integrations that end spans elsewhere) leaves :data:`current` untouched."""
@@ -205,6 +207,7 @@ def open_span(
         did = distinct_id if distinct_id is not None else parent.distinct_id
         ids = SpanIds(parent.trace_id, uuid7(), parent.span_id, parent.summary, did)
     span = Span(ids, name, is_trace, input, properties)
+    span.groups = groups
     if activate:
         span.token = current.set(ids)
     return span

@@ -84,9 +84,6 @@ class CallbackHandler(BaseCallbackHandler):
         self.groups = dict(groups) if groups else None
         self.trace_name = trace_name
         self.properties = {**_FRAMEWORK, **(properties or {})}
-        self._span_properties = dict(self.properties)
-        if self.groups:  # Span.end takes no groups; `$groups` as a property gives the same wire event
-            self._span_properties["$groups"] = {str(k): str(v) for k, v in self.groups.items()}
         self._runs: dict[UUID, _trace.Span | _llm.Generation] = {}
         self._lock = threading.Lock()
 
@@ -295,9 +292,10 @@ class CallbackHandler(BaseCallbackHandler):
             as_trace and root,
             self.distinct_id,
             _state(inputs) if payloads else None,
-            self._span_properties,
+            self.properties,
             parent=self._parent(parent_run_id),
             activate=False,
+            groups=self.groups,
         )
         with self._lock:
             self._runs[run_id] = span
