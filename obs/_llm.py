@@ -80,6 +80,7 @@ class Generation:
         self.text: list[str] = []
         self.tools_called: dict[Any, list[Any]] = {}  # key → [id, name, arguments]
         self.finished = False
+        self.tool_spans = True  # False where tool runs are reported as spans of their own (LangChain)
         if parent is _trace._CURRENT:
             parent = _trace.current.get()
         self.parent = parent
@@ -298,7 +299,8 @@ class Generation:
         kind = "ai_generation" if self.event == "$ai_generation" else "ai_embedding"
         props = self.properties or None
         client._put(kind, self.event, props, self.distinct_id, None, None, self.groups, route, extra)
-        for call_id, name, arguments in calls:  # each tool call the model asked for is a span
+        # Each tool call the model asked for is a span, unless the caller reports tool runs itself.
+        for call_id, name, arguments in calls if self.tool_spans else ():
             span: dict[str, Any] = {
                 "trace_id": self.trace_id,
                 "span_id": uuid7(),

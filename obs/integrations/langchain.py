@@ -350,6 +350,7 @@ class CallbackHandler(BaseCallbackHandler):
             parent=self._parent(parent_run_id),
         )
         gen.stream = bool(invocation.get("stream") or invocation.get("streaming"))
+        gen.tool_spans = False  # LangChain reports each tool it runs (on_tool_start/end): one span per call
         with self._lock:
             self._runs[run_id] = gen
 
