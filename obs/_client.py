@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import gc
 import os
 import sys
 import threading
@@ -406,6 +407,11 @@ def _register_atexit() -> None:
 
 def _shutdown_all() -> None:
     """At interpreter exit (and at the end of a multiprocessing child): flush every live client."""
+    if _live:
+        # Objects only the cyclic GC would free may still owe events: an LLM stream the caller stopped
+        # reading without closing is closed (and reported) when collected, which must happen before
+        # the clients shut down.
+        gc.collect()
     for c in list(_live):
         c.shutdown(c.settings.shutdown_timeout)
 

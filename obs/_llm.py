@@ -75,6 +75,7 @@ class Generation:
         self.service_tier: str | None = None
         self.raw_usage: dict[str, Any] | None = None
         self.ttft: float | None = None
+        self.last: float | None = None  # when the latest streamed delta arrived
         self.deltas = 0
         self.usage: dict[str, Any] = {}
         self.text: list[str] = []
@@ -104,6 +105,7 @@ class Generation:
         """One streamed piece of output (counted, timed, kept only with payloads on)."""
         self.first_token()
         self.deltas += 1
+        self.last = _perf()
         if self.payloads and text:
             self.text.append(text)
 
@@ -121,6 +123,7 @@ class Generation:
     def tool_delta(self, index: Any, call_id: Any, name: Any, arguments: Any) -> None:
         self.first_token()
         self.deltas += 1
+        self.last = _perf()
         call = self.tools_called.setdefault(("stream", index), [None, None, None])
         call[0] = call[0] or call_id
         call[1] = call[1] or name
@@ -211,7 +214,10 @@ class Generation:
         if self._token is not None:
             with contextlib.suppress(ValueError):  # finished in another context (a stream closed elsewhere)
                 active.reset(self._token)
-        latency = _perf() - self.t0
+        # A stream left unfinished may be closed much later (an unread SDK stream is closed when it is
+        # garbage-collected): its latency is the time it was read for, up to the last delta.
+        end = self.last if completed is False and self.last is not None else _perf()
+        latency = end - self.t0
         outer = self._outer
         if outer is not None and not outer.finished:
             outer._absorb(self, error)
@@ -397,7 +403,7 @@ class _Off(Generation):
         self.text = []
         self.tools_called = {}
         self.properties = {}
-        self.provider = self.model = self.stream = self.ttft = None
+        self.provider = self.model = self.stream = self.ttft = self.last = None
         self.deltas = 0
         self.t0 = 0.0
 

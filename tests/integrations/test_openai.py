@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -14,6 +18,7 @@ from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
 from tests.llm_servers import LLMReply, LLMServer
 
+ROOT = str(Path(__file__).resolve().parents[2])
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 TOOLS = [
     {
@@ -352,3 +357,33 @@ async def test_async_stream_cancelled_midway_reports_what_was_consumed(
     p = _one(sink)
     assert p["$ai_stream_completed"] is False and "$ai_is_error" not in p
     assert 3 <= p["$ai_output_tokens"] < 10 and p["$ai_tokens_source"] == "estimated"
+
+
+def test_stream_left_unread_and_unclosed_is_reported_by_exit(
+    server: CaptureServer, llm_server: LLMServer
+) -> None:
+    # The caller breaks out of the loop and never closes the stream: the SDK closes the response only
+    # when the cyclic GC collects the stream, so obs collects before it shuts down at interpreter exit.
+    llm_server.script(LLMReply(text="one two three four five six seven eight"))
+    code = f"""
+import obs, openai
+obs.init(api_key="phc_test", host={server.url!r}, flush_interval=60)
+client = obs.instrument_openai(
+    openai.OpenAI(base_url={llm_server.openai_base_url!r}, api_key="k", max_retries=0)
+)
+stream = client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}], stream=True
+)
+for i, chunk in enumerate(stream):
+    if i == 2:
+        break
+del stream, chunk
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OBS_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    (gen,) = [e["properties"] for e in server.events() if e["event"] == "$ai_generation"]
+    assert gen["$ai_stream_completed"] is False and gen["$ai_output_tokens"] == 2
+    assert gen["$ai_latency"] < 5
