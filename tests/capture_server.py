@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from typing_extensions import Self
+
 
 @dataclass
 class Reply:
@@ -52,7 +54,46 @@ class Received:
         return list(self.body["batch"])
 
 
-class CaptureServer:
+class LocalServer:
+    """A ThreadingHTTPServer on 127.0.0.1 serving from a daemon thread, with a queue of scripted `Reply`s.
+
+    Subclasses call `_serve(Handler)` at the end of `__init__`; `with` (or `start`/`stop`) runs it.
+    """
+
+    _lock: threading.Lock
+    _script: deque[Reply]
+
+    def _serve(
+        self, handler: type[BaseHTTPRequestHandler], server: type[ThreadingHTTPServer] = ThreadingHTTPServer
+    ) -> None:
+        self._httpd = server(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def script(self, *replies: Reply | int) -> None:
+        """Queue the answers for the next requests (ints are statuses); then back to the default."""
+        with self._lock:
+            self._script.extend(Reply(status=r) if isinstance(r, int) else r for r in replies)
+
+
+class CaptureServer(LocalServer):
     def __init__(self, *, record: bool = True) -> None:
         self.record = record
         self.received: list[Received] = []
@@ -90,31 +131,7 @@ class CaptureServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> CaptureServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> CaptureServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def script(self, *replies: Reply | int) -> None:
-        """Queue the answers for the next requests (ints are statuses); then back to `default`."""
-        with self._lock:
-            self._script.extend(Reply(status=r) if isinstance(r, int) else r for r in replies)
+        self._serve(Handler)
 
     def _next_reply(self) -> Reply:
         with self._lock:

@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.capture_server import Reply
+from tests.capture_server import LocalServer, Reply
 
 PERSONAL_KEY = "phx_test_personal_key_do_not_leak"
 DEFINITION_PATHS = ("/flags/definitions", "/api/feature_flag/local_evaluation")
@@ -78,7 +78,7 @@ class _Quiet(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class FlagsServer:
+class FlagsServer(LocalServer):
     def __init__(self) -> None:
         self.flags: dict[str, Any] = {}
         self.payloads: dict[str, Any] = {}
@@ -141,31 +141,7 @@ class FlagsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = _Quiet(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> FlagsServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FlagsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def script(self, *replies: Reply | int) -> None:
-        """Queue the answers for the next `/flags/` requests (ints are statuses); then back to `flags`."""
-        with self._lock:
-            self._script.extend(Reply(status=r) if isinstance(r, int) else r for r in replies)
+        self._serve(Handler, _Quiet)  # `script()` queues answers for `/flags/`; then back to `flags`
 
     def _next_reply(self) -> Reply | None:
         with self._lock:
