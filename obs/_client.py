@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _context, _exceptions, _flags, _llm
-from ._log import log, warn_every
+from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
 from ._stats import Stats
@@ -29,7 +29,7 @@ from ._uuid import uuid7
 
 if TYPE_CHECKING:
     from ._config import Settings
-    from ._worker import Worker
+    from ._worker import Marker, Worker
     from .sinks import Sink
 
 # Record layout (a plain tuple: the cheapest thing to build on the hot path).
@@ -87,6 +87,10 @@ class Client:
         self._flush_at = settings.flush_at
         self._wake_pending = False
         self._closed = False
+        self._epoch = 0  # flush markers enqueued so far; an event captured now belongs to this epoch
+        self._reported = -1  # losses of epochs <= this were reported by a flush's answer
+        self._marker_lock = threading.Lock()
+        self._exit_deadline: float | None = None  # set when a dying thread's hook flushed already
         self._worker: Worker | None = None
         self._start()
         _live.add(self)
@@ -110,6 +114,12 @@ class Client:
         self._queue = deque()
         self._wake_pending = False
         self._stats = Stats()
+        self._epoch, self._reported = 0, -1
+        self._marker_lock = threading.Lock()  # the parent's threads may have held these at the fork
+        if self._error_limiter is not None:
+            self._error_limiter = _exceptions.RateLimiter(
+                self.settings.error_rate_limit, self.settings.error_rate_window
+            )
         if self._closed:
             return
         self.flags = _flags.Flags(self)  # the parent's flag threads did not come along
@@ -117,19 +127,34 @@ class Client:
         self._start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until every event captured before this call was handled by every sink; False on timeout."""
-        from ._worker import Marker
+        """Block until every event captured before this call was handled by every sink.
 
+        True only when all of them were delivered (or, for local sinks, stored); False when one was
+        dropped or spooled, or on timeout. Losses already reported by an earlier flush's False are not
+        reported again.
+        """
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
-            return not self._queue
+            return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
             log.warning("obs: flush() called from a sink; ignored to avoid a deadlock")
             return False
-        marker = Marker()
-        self._queue.append(marker)  # markers bypass max_queue_size
+        marker = self._enqueue_marker(stop=False)
         worker.wake()
-        return marker.wait(timeout)
+        return marker.wait(timeout) and self._delivered(marker)
+
+    def flush_before_exit(self) -> bool:
+        """Flush from a dying main thread: uses most of OBS_SHUTDOWN_TIMEOUT, the exit flush the rest."""
+        timeout = self.settings.shutdown_timeout
+        self._exit_deadline = time.monotonic() + timeout
+        return self.flush(timeout * 0.9)
+
+    def _exit_timeout(self) -> float:
+        """What is left of OBS_SHUTDOWN_TIMEOUT for the exit flush (all of it unless a hook used some)."""
+        timeout = self.settings.shutdown_timeout
+        if self._exit_deadline is None:
+            return timeout
+        return max(timeout * 0.1, self._exit_deadline - time.monotonic())
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """`flush` for async code (asyncio or trio): waits in a thread, never blocks the event loop."""
@@ -138,28 +163,97 @@ class Client:
         return await anyio.to_thread.run_sync(self.flush, timeout, abandon_on_cancel=True)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush, close the sinks and stop the worker. Later captures are dropped (and counted)."""
-        from ._worker import Marker
+        """Flush, close the sinks and stop the worker, within ``timeout`` seconds (None: no limit).
 
+        Later captures are dropped (``dropped_closed``). When time runs out, what is still queued or in
+        flight is kept in the spool if there is one, else counted ``dropped_shutdown``, and one line says
+        so. True only when every event captured before the call was delivered.
+        """
         if self._closed:
-            return True
+            return self._report_losses()
         self._closed = True
         self._max_queue = 0
         self.flags.close()
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
-            return not self._queue
+            return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
             return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        marker = Marker(stop=True)
-        self._queue.append(marker)
+        started = time.monotonic()
+        marker = self._enqueue_marker(stop=True)
         worker.wake()
-        if not marker.wait(timeout):
-            log.warning("obs: shutdown timed out after %ss with events still unsent", timeout)
+        # Most of the budget for a clean finish; the rest to abort and settle what is left.
+        grace = 0.0 if timeout is None else min(0.5, timeout * 0.1)
+        if not marker.done.wait(None if timeout is None else timeout - grace):
+            before = self._stats.snapshot()
+            worker.abort()
+            worker.thread.join(grace)
+            self._report_stranded(before, timeout, time.monotonic() - started)
             return False
-        worker.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return True
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        worker.thread.join(left)
+        return not marker.failed and self._delivered(marker)
+
+    def _enqueue_marker(self, stop: bool) -> Marker:
+        from ._worker import Marker
+
+        with self._marker_lock:
+            marker = Marker(self._epoch, self._reported, stop=stop)
+            self._epoch += 1
+            self._queue.append(marker)  # markers bypass max_queue_size
+        return marker
+
+    def _delivered(self, marker: Marker) -> bool:
+        """After ``marker`` was acknowledged: were all events before it delivered? Reports them once."""
+        lost = self._stats.lost_between(marker.since, marker.epoch)
+        with self._marker_lock:
+            if marker.epoch > self._reported:
+                self._reported = marker.epoch
+                self._stats.forget_losses(marker.epoch - 10_000)
+        return not lost
+
+    def _report_losses(self) -> bool:
+        """With no worker to ask: True if nothing captured so far was lost since the last report."""
+        with self._marker_lock:
+            lost = self._stats.lost_between(self._reported, self._epoch)
+            self._reported = self._epoch
+            self._epoch += 1
+        return not lost
+
+    def _report_stranded(self, before: dict[str, Any], timeout: float | None, waited: float) -> None:
+        after = self.stats()
+        dropped = after["dropped_shutdown"] - before["dropped_shutdown"]
+        spooled = after["spooled"] - before["spooled"]
+        unsettled = after["in_flight"]
+        why = self._why_undelivered()
+        if spooled and not dropped and not unsettled:
+            log.warning(
+                "obs: shutdown timed out after %.1fs (OBS_SHUTDOWN_TIMEOUT=%s)%s; %d event(s) kept in the "
+                "spool at %s and sent by the next process",
+                waited,
+                timeout,
+                why,
+                spooled,
+                self.settings.spool_dir,
+            )
+            return
+        log.error(
+            "obs: shutdown timed out after %.1fs (OBS_SHUTDOWN_TIMEOUT=%s) with events still unsent%s: "
+            "%d event(s) not delivered%s. Raise OBS_SHUTDOWN_TIMEOUT, or set OBS_SPOOL_DIR to keep "
+            "undelivered events on disk for the next run.",
+            waited,
+            timeout,
+            why,
+            dropped + unsettled,
+            f" ({spooled} kept in the spool)" if spooled else "",
+        )
+
+    def _why_undelivered(self) -> str:
+        for sink in self._sinks:
+            last = getattr(sink, "last_error", None)
+            if last:
+                return f"; last error from {type(sink).__name__}: {last}"
+        return ""
 
     async def ashutdown(self, timeout: float | None = None) -> bool:
         import anyio
@@ -167,9 +261,16 @@ class Client:
         return await anyio.to_thread.run_sync(self.shutdown, timeout, abandon_on_cancel=True)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of what was queued, sent, retried and dropped (and why)."""
+        """Every counter (docs/reliability.md), with ``captured``, ``in_queue`` and ``in_flight``.
+
+        ``captured == sent + spooled + sum(dropped_*) + in_flight`` whenever the pipeline is quiet.
+        """
         snap = self._stats.snapshot()
-        snap["in_queue"] = len(self._queue)
+        in_queue = sum(1 for r in list(self._queue) if type(r) is tuple)
+        worker = self._worker
+        snap["in_queue"] = in_queue
+        snap["in_flight"] = in_queue + (worker.in_flight() if worker is not None else 0)
+        snap["captured"] = snap.pop("refused") + snap.pop("drained") + in_queue
         return snap
 
     # ---------------------------------------------------------------- hot path
@@ -235,20 +336,28 @@ class Client:
         route: str,
         extra: dict[str, Any] | None,
     ) -> str | None:
+        # What can never become an event is refused here, before it costs a queue slot.
+        if type(name) is not str or not name:
+            why = f"event name must be a non-empty str ({type(name).__name__})"
+            return self._refuse("dropped_invalid", why)
+        if distinct_id is not None and type(distinct_id) is not str:
+            try:
+                distinct_id = str(distinct_id)
+            except Exception as e:
+                return self._refuse("dropped_invalid", f"str(distinct_id) raised {type(e).__name__}")
         try:
             q = self._queue
             if len(q) >= self._max_queue:
-                self._drop()
-                return None
+                return self._drop()
             ns = _time_ns()
             u = uuid7(ns) if uuid is None else _as_uuid(uuid)
             q.append(
                 (
                     kind,
                     name,
-                    dict(properties) if properties else None,
+                    self._copy(properties) if properties is not None else None,
                     distinct_id,
-                    ns if timestamp is None else _timestamp(timestamp),
+                    ns if timestamp is None else self._timestamp(timestamp, ns),
                     u,
                     groups,
                     _frame(),
@@ -263,22 +372,50 @@ class Client:
                     w.wake()
             return u
         except Exception as e:  # instrumentation never raises into the caller
-            self._stats.incr("dropped_invalid")
-            warn_every(f"put-{type(e).__name__}", 10, "obs: could not queue event %r: %r", name, e)
+            return self._refuse("dropped_invalid", f"could not queue event {name!r}: {type(e).__name__}")
+
+    def _timestamp(self, value: Any, ns: int) -> dt.datetime | int:
+        try:
+            return _timestamp(value)
+        except Exception as e:  # costs only itself: the event keeps the capture time
+            self._stats.incr("properties_coerced")
+            warn_every("bad-timestamp", 60, "obs: timestamp %s; the event is sent with the capture time", e)
+            return ns
+
+    def _copy(self, properties: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The caller's properties, copied now (they may change after capture returns)."""
+        try:
+            return dict(properties) if properties else None
+        except Exception as e:  # a Mapping whose iteration fails: the event goes without its properties
+            self._stats.incr("properties_dropped")
+            warn_every("props-iter", 10, "obs: properties could not be read (%s); sent without them", e)
             return None
 
-    def _drop(self) -> None:
+    def _refuse(self, reason: str, why: str) -> str | None:
+        self._stats.incr(reason)
+        self._stats.incr("refused")
+        self._stats.note_loss(self._epoch, 1)
+        warn_tally(f"refused-{reason}", 10, 1, "obs: event not captured: %s (%d since the last warning)", why)
+        return None
+
+    def _drop(self) -> str | None:
         if self._closed:
             self._stats.incr("dropped_closed")
-            warn_every("closed", 60, "obs: event captured after shutdown(); dropped")
+            self._stats.incr("refused")
+            self._stats.note_loss(self._epoch, 1)
+            warn_tally("closed", 60, 1, "obs: %d event(s) captured after shutdown(); dropped")
         else:
             self._stats.incr("dropped_queue_full")
-            warn_every(
+            self._stats.incr("refused")
+            self._stats.note_loss(self._epoch, 1)
+            warn_tally(
                 "queue-full",
                 10,
-                "obs: queue is full (max_queue_size=%d); dropping new events",
+                1,
+                "obs: queue is full (max_queue_size=%d); dropped %d new event(s) since the last warning",
                 self._max_queue,
             )
+        return None
 
     # ---------------------------------------------------------------- worker side
 
@@ -316,9 +453,9 @@ class Client:
                     "name": name,
                     "distinct_id": str(distinct_id),
                     "properties": clean,
-                    "timestamp": _from_ns(ts) if type(ts) is int else ts,
+                    "timestamp": _from_ns(ts) if type(ts) is int else _checked_time(ts, problems),
                     "uuid": u,
-                    "groups": {str(k): str(v) for k, v in groups.items()} if groups else None,
+                    "groups": _groups(groups, problems) if groups else None,
                     "personless": personless,
                     **fields,
                 }
@@ -357,6 +494,9 @@ class DisabledClient:
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
+    def flush_before_exit(self) -> bool:
+        return True
+
     async def aflush(self, timeout: float | None = None) -> bool:
         return True
 
@@ -379,6 +519,32 @@ def _as_uuid(value: Any) -> str:
     except ValueError:
         warn_every("bad-uuid", 60, "obs: %r is not a UUID; the event gets a generated one", value)
         return uuid7()
+
+
+def _checked_time(ts: dt.datetime, problems: Problems) -> dt.datetime:
+    """The caller's timestamp, or now when its tzinfo fails (the event is still sent)."""
+    try:
+        ts.utcoffset()
+        ts.isoformat()
+        return ts
+    except Exception as e:
+        problems.dropped.append(f"timestamp: {type(e).__name__} from its tzinfo; sent with the current time")
+        return dt.datetime.now(dt.timezone.utc)
+
+
+def _groups(groups: Any, problems: Problems) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    try:
+        items = list(groups.items())
+    except Exception as e:
+        problems.dropped.append(f"groups: could not be read ({type(e).__name__})")
+        return None
+    for k, v in items:
+        try:
+            out[str(k)] = str(v)
+        except Exception as e:
+            problems.dropped.append(f"groups: a group could not be converted ({type(e).__name__})")
+    return out or None
 
 
 def _from_ns(ns: int) -> dt.datetime:
@@ -413,7 +579,7 @@ def _shutdown_all() -> None:
         # the clients shut down.
         gc.collect()
     for c in list(_live):
-        c.shutdown(c.settings.shutdown_timeout)
+        c.shutdown(c._exit_timeout())
 
 
 def _reset_after_fork() -> None:

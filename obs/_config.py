@@ -71,9 +71,13 @@ class Settings(BaseSettings):
     flush_at: int = Field(100, ge=1, validation_alias="OBS_FLUSH_AT")
     flush_interval: float = Field(0.5, gt=0, validation_alias="OBS_FLUSH_INTERVAL")
     max_queue_size: int = Field(100_000, ge=1, validation_alias="OBS_MAX_QUEUE_SIZE")
-    max_retries: int = Field(3, ge=0, validation_alias="OBS_MAX_RETRIES")
+    max_retries: int = Field(10, ge=0, validation_alias="OBS_MAX_RETRIES")
     retry_backoff: float = Field(0.5, ge=0, validation_alias="OBS_RETRY_BACKOFF")
     retry_max_delay: float = Field(30.0, ge=0, validation_alias="OBS_RETRY_MAX_DELAY")
+    retry_budget: float = Field(30.0, ge=0, validation_alias="OBS_RETRY_BUDGET")
+    # The durable spool (docs/reliability.md): off unless a directory is given.
+    spool_dir: str | None = Field(None, validation_alias="OBS_SPOOL_DIR")
+    spool_max_bytes: int = Field(100 * 1024 * 1024, ge=64 * 1024, validation_alias="OBS_SPOOL_MAX_BYTES")
     gzip: bool = Field(False, validation_alias="OBS_GZIP")
     timeout: float = Field(10.0, gt=0, validation_alias="OBS_TIMEOUT")
     shutdown_timeout: float = Field(10.0, ge=0, validation_alias="OBS_SHUTDOWN_TIMEOUT")
@@ -147,7 +151,9 @@ class Settings(BaseSettings):
             return "email"
         return mode
 
-    @field_validator("environment", "release", "release_channel", "deployment_env", mode="before")
+    @field_validator(
+        "environment", "release", "release_channel", "deployment_env", "spool_dir", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         if v is None or not str(v).strip():

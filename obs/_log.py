@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 log = logging.getLogger("obs")
 
 _last: dict[str, float] = {}
+_tally: dict[str, int] = {}
 _lock = threading.Lock()
 
 
@@ -21,6 +23,33 @@ def warn_every(key: str, interval: float, msg: str, *args: object, level: int = 
             return
         _last[key] = now
     log.log(level, msg, *args)
+
+
+def warn_tally(key: str, interval: float, n: int, msg: str, *args: object) -> None:
+    """`warn_every` for losses: ``n`` more of them; the line logged carries how many since the last one.
+
+    ``msg`` takes ``args`` followed by the tally (``"... %s ... dropped %d event(s)"``).
+    """
+    now = time.monotonic()
+    with _lock:
+        total = _tally.get(key, 0) + n
+        last = _last.get(key)
+        if last is not None and now - last < interval:
+            _tally[key] = total
+            return
+        _last[key] = now
+        _tally[key] = 0
+    log.warning(msg, *args, total)
+
+
+def _reset_lock_in_child() -> None:
+    # A thread of the parent may have held it while the process forked; the child must not inherit that.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def enable_debug() -> None:

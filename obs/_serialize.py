@@ -1,8 +1,13 @@
 """Turn arbitrary property values into JSON-safe ones, on the worker, never raising.
 
 What can be represented is converted (Decimal, datetime, UUID, bytes, sets, dataclasses, pydantic models,
-enums, non-str keys); what cannot (cycles, NaN/inf, values whose ``str`` fails, nesting deeper than
-``MAX_DEPTH``) is replaced by ``None`` and counted in :class:`Problems` so the caller can log it.
+enums, non-str keys); what cannot (cycles, NaN/inf, nesting deeper than ``MAX_DEPTH``, and any value whose
+conversion raises: a ``__str__``/``__repr__``/``__getattr__`` that fails, a Mapping whose iteration fails, a
+tzinfo that fails) is replaced by ``None``, alone, and its property path noted in :class:`Problems` so the
+caller can log it. The rest of the event is still sent.
+
+:func:`valid_utf8` repairs strings that cannot be encoded as UTF-8 (lone surrogates, which ``os.fsdecode``
+makes of undecodable file names); the worker applies it only to an event whose encoding failed.
 """
 
 from __future__ import annotations
@@ -56,7 +61,40 @@ def _key(k: Any) -> str:
         return f"<{type(k).__name__}>"
 
 
+def valid_utf8(v: Any) -> Any:
+    """A copy of a JSON-shaped value with every string (keys too) made encodable as UTF-8.
+
+    Surrogate pairs are joined; lone surrogates become U+FFFD.
+    """
+    if type(v) is str:
+        try:
+            v.encode("utf-8")
+            return v
+        except UnicodeEncodeError:
+            return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(v, dict):
+        return {valid_utf8(k): valid_utf8(item) for k, item in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [valid_utf8(item) for item in v]
+    return v
+
+
+def _describe(e: BaseException) -> str:
+    try:
+        return repr(e)
+    except BaseException:
+        return type(e).__name__
+
+
 def _clean(v: Any, path: str, problems: Problems, depth: int, seen: set[int]) -> Any:
+    try:
+        return _convert(v, path, problems, depth, seen)
+    except BaseException as e:  # any failure costs this value only, never the event
+        problems.dropped.append(f"{path}: {type(v).__name__} could not be converted ({_describe(e)})")
+        return None
+
+
+def _convert(v: Any, path: str, problems: Problems, depth: int, seen: set[int]) -> Any:
     if isinstance(v, _PRIMITIVE) and not isinstance(v, enum.Enum):
         return v
     if isinstance(v, float):
@@ -98,9 +136,12 @@ def _clean(v: Any, path: str, problems: Problems, depth: int, seen: set[int]) ->
                 key = k if type(k) is str else _key(k)
                 out[key] = _clean(item, f"{path}.{key}", problems, depth + 1, seen)
             return out
-        if isinstance(v, (list, tuple, set, frozenset)) or type(v).__name__ == "deque":
-            items = sorted(v, key=repr) if isinstance(v, (set, frozenset)) else v
-            return [_clean(item, f"{path}[{i}]", problems, depth + 1, seen) for i, item in enumerate(items)]
+        if isinstance(v, (set, frozenset)):
+            # Sorted after conversion, so one member that cannot be converted (or repr'd) costs only itself.
+            members = [_clean(item, f"{path}[]", problems, depth + 1, seen) for item in v]
+            return sorted(members, key=_sort_key)
+        if isinstance(v, (list, tuple)) or type(v).__name__ == "deque":
+            return [_clean(item, f"{path}[{i}]", problems, depth + 1, seen) for i, item in enumerate(v)]
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             fields = {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
             return _clean(fields, path, problems, depth, seen)
@@ -113,10 +154,12 @@ def _clean(v: Any, path: str, problems: Problems, depth: int, seen: set[int]) ->
     finally:
         seen.discard(vid)
 
-    try:
-        s = str(v)
-    except Exception as e:
-        problems.dropped.append(f"{path}: {type(v).__name__} could not be converted ({e!r})")
-        return None
+    s = str(v)
+    if type(s) is not str:  # a str subclass whose methods might misbehave later
+        s = str.__str__(s)
     problems.coerced.append(f"{path}: {type(v).__name__} sent as str")
     return s
+
+
+def _sort_key(v: Any) -> tuple[str, str]:
+    return (type(v).__name__, repr(v))

@@ -1,47 +1,86 @@
-"""Counters for everything the pipeline did not deliver, so data loss is never silent."""
+"""Counters for what happened to every event, so data loss is never silent.
+
+The invariant (docs/reliability.md), true at every quiet moment and under every fault:
+
+    captured = sent + spooled + dropped_* (all reasons) + in_flight
+
+``captured`` is measured apart from the outcomes: events refused on the caller's thread plus events the
+worker took from the queue plus those still queued. Losses are also noted per flush epoch, so that
+``flush()`` can answer whether every event captured before it was delivered.
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+# Outcomes: each event captured ends in exactly one of these, or is still in flight.
+OUTCOMES = (
+    "sent",  # delivered by every sink (PostHog answered 2xx; a local sink stored it)
+    "spooled",  # kept in the durable spool (OBS_SPOOL_DIR) for a later attempt, by this or the next process
+    "dropped_queue_full",  # refused on the caller's thread: max_queue_size was reached
+    "dropped_closed",  # captured after shutdown()
+    "dropped_invalid",  # could never become an event (no name, unusable distinct_id, unencodable)
+    "dropped_too_large",  # over the per-event size cap, or refused by PostHog with 413 on its own
+    "dropped_rejected",  # refused by PostHog with a non-retryable 4xx
+    "dropped_failed",  # given up on after the retry budget (count and time) ran out
+    "dropped_sink_error",  # a sink's send() raised
+    "dropped_sink_overflow",  # a slow sink's backlog was full
+    "dropped_shutdown",  # still queued or in flight when shutdown()/exit ran out of time
+)
+
+FIELDS = (
+    *OUTCOMES,
+    "queued",  # built on the worker and handed to the sinks
+    "properties_dropped",  # property values that could not be sent (cycles, NaN, …) and were left out
+    "properties_coerced",  # values sent as str(), invalid UTF-8 replaced
+    "sink_errors",  # exceptions raised by a sink's send() (batches)
+    "retries",  # HTTP attempts repeated after a retryable failure
+    "spool_sent",  # spooled events delivered later (by this process; maybe captured by another)
+    "spool_rejected",  # spooled events PostHog refused when they were re-sent (removed from the spool)
+    "spool_evicted",  # spooled events evicted, oldest first, to keep the spool under OBS_SPOOL_MAX_BYTES
+    "spool_errors",  # spool failures (corrupt or unwritable): reported once, events then not kept
+    "exceptions_rate_limited",  # identical exceptions held back by OBS_ERROR_RATE_LIMIT
+    "flag_requests",  # flag evaluations asked of PostHog's /flags (not cached, not decided locally)
+    "flag_errors",  # feature flag evaluations that failed and returned the caller's default
+    "flag_local_failures",  # flag definitions not loaded in time or at all, or a local evaluation error
+    # Internal, for `captured`: refused on the caller's thread, and taken from the queue by the worker.
+    "refused",
+    "drained",
+)
+
 
 class Stats:
-    """Pipeline counters; read them with :meth:`snapshot` (``obs.get_client().stats()``).
+    """Pipeline counters; read them with ``obs.get_client().stats()``."""
 
-    ``queued`` counts events accepted by the hot path; the rest are bumped on the worker or, for drops at
-    a full queue, under a lock by the producer.
-    """
-
-    FIELDS = (
-        "queued",  # built on the worker and handed to the sinks
-        "dropped_queue_full",  # refused by the hot path because max_queue_size was reached
-        "dropped_closed",  # captured after shutdown()
-        "dropped_invalid",  # could not be turned into an event (bad name, bad uuid/timestamp, …)
-        "properties_dropped",  # property values that could not be sent (cycles, NaN, …) and were nulled
-        "properties_coerced",  # property values sent as str()
-        "sink_overflow",  # batches a slow sink could not take in time
-        "sink_errors",  # exceptions raised by a sink's send()
-        "sent",  # events a sink acknowledged (PostHog: 2xx)
-        "retries",  # HTTP attempts repeated after a retryable failure
-        "dropped_too_large",  # single events over the per-event size cap
-        "dropped_rejected",  # events refused by PostHog with a non-retryable 4xx
-        "dropped_failed",  # events given up on after max_retries
-        "exceptions_rate_limited",  # identical exceptions held back by OBS_ERROR_RATE_LIMIT
-        "flag_requests",  # flag evaluations asked of PostHog's /flags (not cached, not decided locally)
-        "flag_errors",  # feature flag evaluations that failed and returned the caller's default
-        "flag_local_failures",  # flag definitions not loaded in time or at all, or a local evaluation error
-    )
+    FIELDS = FIELDS
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        for f in self.FIELDS:
+        for f in FIELDS:
             setattr(self, f, 0)
+        self._lost: dict[int, int] = {}  # flush epoch → events of that epoch not delivered
 
     def incr(self, field: str, n: int = 1) -> None:
         with self._lock:
-            setattr(self, field, getattr(self, field) + n)
+            setattr(self, field, getattr(self, field, 0) + n)
+
+    def note_loss(self, epoch: int, n: int) -> None:
+        """``n`` events captured in flush epoch ``epoch`` were not delivered."""
+        with self._lock:
+            self._lost[epoch] = self._lost.get(epoch, 0) + n
+
+    def lost_between(self, after: int, upto: int) -> int:
+        """Events not delivered among those of epochs ``after < epoch <= upto``."""
+        with self._lock:
+            return sum(n for e, n in self._lost.items() if after < e <= upto)
+
+    def forget_losses(self, upto: int) -> None:
+        """Losses of epochs ``<= upto`` were reported and no flush still waiting can ask about them."""
+        with self._lock:
+            for e in [e for e in self._lost if e <= upto]:
+                del self._lost[e]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {f: getattr(self, f) for f in self.FIELDS}
+            return {f: getattr(self, f) for f in FIELDS}

@@ -1,7 +1,8 @@
 """``capture_uncaught``: send exceptions nothing else caught, from the three places Python reports them.
 
-- ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal`` and flushed (bounded
-  by ``OBS_SHUTDOWN_TIMEOUT``) before the previous hook prints the traceback.
+- ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal``; the previous hook
+  prints the traceback first, then the event is flushed. The flush and the exit flush that follows
+  share one ``OBS_SHUTDOWN_TIMEOUT``, so a dead endpoint delays the exit once, not twice.
 - ``threading.excepthook``: a thread died. Captured and flushed from that thread.
 - asyncio: an exception no task retrieved reaches the loop's exception handler — the default one of
   every loop without a handler of its own, and, when ``init`` runs inside a loop that has one, that
@@ -102,9 +103,11 @@ def _flush() -> None:
 
 
 def _sys_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    if _capture(exc, level="fatal", source="python.sys_excepthook", props=None):
-        _flush()
-    _previous.get("sys", sys.__excepthook__)(exc_type, exc, tb)
+    captured = _capture(exc, level="fatal", source="python.sys_excepthook", props=None)
+    _previous.get("sys", sys.__excepthook__)(exc_type, exc, tb)  # the traceback first, then the wait
+    client = _api._client
+    if captured and client is not None and client.enabled:
+        client.flush_before_exit()
 
 
 def _threading_hook(args: Any) -> None:

@@ -1,43 +1,72 @@
 """The background half of the pipeline: a daemon thread that owns an anyio event loop.
 
 Data path: the hot path appends raw records to the client's deque (no loop, no lock, no I/O) → the drain
-task pops them, builds typed events and their wire form (all serialisation happens here) → it fans each
-batch out to one bounded anyio memory stream per sink → one task per sink awaits ``sink.send``. A slow or
-failing sink only fills its own stream, and then loses batches (counted) rather than holding up the rest.
+task pops them, builds typed events and their wire form, and encodes each batch once (all serialisation
+happens here) → it fans each batch out to one bounded anyio memory stream per sink → one task per sink
+awaits ``sink.send``. A slow or failing sink only fills its own stream, and then loses batches (counted)
+rather than holding up the rest.
+
+Accounting: every event popped from the queue ends in exactly one counter. It is dropped while building
+(``dropped_invalid``), or it travels in a batch; a batch is settled once every sink is done with it, and
+its events are then counted ``sent``, or by the reason given by the sink that delivered fewest of them
+(``dropped_*``, ``spooled``). Each loss is also noted against the flush epoch it belongs to, which is how
+``flush()`` knows whether everything captured before it was delivered.
 
 Flush and stop markers travel through the queue behind earlier events. When the drain task reaches one it
 notes, per sink, the number of the last batch that sink's stream took; the marker is acknowledged once
 every sink has finished with that batch. Markers never wait in a sink's stream, so a hung sink cannot stall
-the drain loop, only the flushes that wait for it.
+the drain loop, only the flushes that wait for it. A shutdown that runs out of time aborts the loop; what
+was still queued or in flight is then handed to a sink that can keep it (the spool) or counted
+``dropped_shutdown``.
+
+Fork safety: the worker holds its gate whenever it runs Python code and lets go of it only while its loop
+waits in ``select()``. A before-fork hook takes every gate, so ``os.fork()`` never copies the process while
+the worker is halfway through an import, a log call or HTTP bookkeeping, whose locks the child would
+inherit held (its fresh worker then hung on them).
+
+Exit: the loop's default executor (DNS lookups) runs its work on the calling thread once the interpreter
+refuses new threads, so the flush at interpreter exit can still resolve a hostname.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import os
+import selectors
 import threading
+import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures.thread import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 # Loaded here, not lazily on the worker thread: a fork in the middle of that import breaks the child.
 import anyio._backends._asyncio
+from pydantic_core import to_json
 
-from ._log import log, warn_every
+from ._log import log, warn_every, warn_tally
+from ._serialize import valid_utf8
 from .sinks import Batch, Route, Sink
 
 if TYPE_CHECKING:
     from ._client import Client
 
+Outcome = dict[str, int]  # reason → number of a batch's events a sink did not deliver
+
 
 class Marker:
     """A flush (or, with ``stop``, shutdown) request travelling through the queue behind earlier events."""
 
-    __slots__ = ("done", "failed", "stop", "targets")
+    __slots__ = ("done", "epoch", "failed", "since", "stop", "targets")
 
-    def __init__(self, stop: bool = False) -> None:
+    def __init__(self, epoch: int = 0, since: int = -1, stop: bool = False) -> None:
         self.stop = stop
+        self.epoch = epoch  # events captured before this marker belong to epochs <= epoch
+        self.since = since  # losses in epochs <= since were already reported by an earlier flush
         self.failed = False
         self.targets: list[int] = []  # per sink: the last batch it accepted before this marker was reached
         self.done = threading.Event()
@@ -60,20 +89,105 @@ class _SinkLane:
         self.done = 0  # number of the last batch its sink finished with (sent or failed)
 
 
+class _InFlight:
+    """A batch handed to the sinks and not yet settled by all of them."""
+
+    __slots__ = ("batch", "epoch", "remaining", "worst")
+
+    def __init__(self, batch: Batch, epoch: int, remaining: int) -> None:
+        self.batch = batch
+        self.epoch = epoch
+        self.remaining = remaining  # sinks still working on it
+        self.worst: Outcome = {}  # the outcome of the sink that delivered fewest of its events
+
+
+# ------------------------------------------------------------------------------------------- fork gate
+
+_gated: weakref.WeakSet[Worker] = weakref.WeakSet()
+_held_for_fork: list[threading.Lock] = []
+FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next select() before going ahead
+
+
+def _before_fork() -> None:
+    for w in list(_gated):
+        if w.thread.is_alive() and w._gate.acquire(timeout=FORK_WAIT):
+            _held_for_fork.append(w._gate)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    # The gates belong to worker threads that did not come along; the client starts fresh workers.
+    _held_for_fork.clear()
+    _gated.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
+def _gated_selector(gate: threading.Lock) -> selectors.BaseSelector:
+    class GatedSelector(selectors.DefaultSelector):
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            gate.release()
+            try:
+                return super().select(timeout)
+            finally:
+                gate.acquire()
+
+    return GatedSelector()
+
+
+class _ExitSafeExecutor(ThreadPoolExecutor):
+    """The worker loop's default executor (asyncio runs DNS lookups in it).
+
+    Once the interpreter is exiting it refuses new work ("cannot schedule new futures after interpreter
+    shutdown"); the lookup then runs on the calling thread, which at that point only has the exit flush
+    to do.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        try:
+            return super().submit(fn, *args, **kwargs)
+        except RuntimeError:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:
+                future.set_exception(e)
+            return future
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
 class Worker:
-    """Runs ``anyio.run`` on a daemon thread; started by the client, stopped by a stop marker."""
+    """Runs ``anyio.run`` on a daemon thread; started by the client, stopped by a stop marker or `abort`."""
 
     def __init__(self, client: Client, sinks: list[Sink]) -> None:
         self._client = client
         self._sinks = sinks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_event: anyio.Event | None = None
+        self._cancel: Callable[[], None] | None = None
+        self._aborted = False
+        self._finished = False  # _main returned: errors from the loop's own teardown are not ours
         self._lanes: list[_SinkLane] = []
         self._seq = 0  # number of the last batch handed to the sinks
+        self._epoch = 0  # flush epoch of the records being drained (one more per marker reached)
+        self._inflight: dict[int, _InFlight] = {}
+        self._pending: dict[Route, list[dict[str, Any]]] = {"batch": [], "ai": []}
         self._waiting: list[Marker] = []  # markers reached by the drain, not yet acknowledged
+        self._gate = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="obs-worker", daemon=True)
 
     def start(self) -> None:
+        _gated.add(self)
         self.thread.start()
 
     def wake(self) -> None:
@@ -84,41 +198,71 @@ class Worker:
         with contextlib.suppress(RuntimeError):  # loop already closed: the worker has finished
             loop.call_soon_threadsafe(self._set_wake)
 
+    def abort(self) -> None:
+        """Called from any thread when a shutdown ran out of time: stop sending, settle what is left."""
+        self._aborted = True
+        loop, cancel = self._loop, self._cancel
+        if loop is not None and cancel is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(cancel)
+
+    def in_flight(self) -> int:
+        """Events popped from the queue and not yet settled (being built, or in a batch at a sink)."""
+        building = sum(len(v) for v in list(self._pending.values()))
+        return building + sum(len(f.batch) for f in list(self._inflight.values()))
+
     def _set_wake(self) -> None:
         if self._wake_event is not None:
             self._wake_event.set()
 
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.SelectorEventLoop(_gated_selector(self._gate))
+        loop.set_default_executor(_ExitSafeExecutor(max_workers=2, thread_name_prefix="obs-dns"))
+        return loop
+
     def _run(self) -> None:
+        self._gate.acquire()
         try:
-            anyio.run(self._main, backend="asyncio")
+            anyio.run(self._main, backend="asyncio", backend_options={"loop_factory": self._new_loop})
         except BaseException:  # a bug here must not kill the host process quietly
-            log.exception("obs: worker stopped unexpectedly")
+            if not self._finished:
+                log.exception("obs: worker stopped unexpectedly")
         finally:
-            # Nobody will acknowledge markers any more: release whoever waits in flush()/shutdown(), and
-            # count what a producer slipped in behind the stop marker.
-            lost = 0
-            for item in [*self._waiting, *self._client._queue]:
-                if type(item) is not Marker:
-                    lost += 1
-                elif not item.done.is_set():
-                    item.failed = True
-                    item.done.set()
-            if lost:
-                self._client._stats.incr("dropped_closed", lost)
+            try:
+                self._settle_leftovers()
+            finally:
+                self._gate.release()
+                _gated.discard(self)
 
     async def _main(self) -> None:
         self._wake_event = anyio.Event()
         self._loop = asyncio.get_running_loop()
-        buffer = max(4, self._client.settings.max_queue_size // self._client.settings.flush_at)
+        settings = self._client.settings
+        buffer = max(4, settings.max_queue_size // settings.flush_at)
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
         async with anyio.create_task_group() as tg:
+            self._cancel = tg.cancel_scope.cancel
+            if self._aborted:
+                tg.cancel_scope.cancel()
             for lane in self._lanes:
                 tg.start_soon(self._sink_task, lane)
+            for sink in self._sinks:
+                run = getattr(sink, "run", None)  # a sink's own background work (the spool's re-sender)
+                if callable(run):
+                    tg.start_soon(self._background, sink, run)
             try:
                 await self._drain_loop()
             finally:
                 for lane in self._lanes:
                     lane.send.close()  # each sink task finishes its backlog, then closes its sink
+            await self._wait_lanes()
+            tg.cancel_scope.cancel()  # background tasks end with the sinks
+        for lane in self._lanes:
+            try:
+                await lane.sink.aclose()
+            except Exception as e:
+                log.warning("obs: %s failed to close: %r", lane.name, e)
+        self._finished = True
 
     async def _drain_loop(self) -> None:
         client = self._client
@@ -130,6 +274,8 @@ class Worker:
             try:
                 if await self._drain(client._queue):
                     return
+            except anyio.get_cancelled_exc_class():
+                raise
             except Exception:  # a bug must not stop delivery of later events
                 log.exception("obs: error while draining the queue")
             with anyio.move_on_after(interval):
@@ -139,52 +285,134 @@ class Worker:
         """Empty the queue into the sinks; True when a stop marker was reached."""
         client = self._client
         flush_at = client.settings.flush_at
-        pending: dict[Route, list[dict[str, Any]]] = {"batch": [], "ai": []}
+        pending = self._pending
+        stats = client._stats
+        drained = 0
         while q:
             rec = q.popleft()
             if type(rec) is Marker:
-                self._emit_pending(pending)
-                pending = {"batch": [], "ai": []}
+                stats.incr("drained", drained)
+                drained = 0
+                self._emit_pending()
                 rec.targets = [lane.accepted for lane in self._lanes]
                 self._waiting.append(rec)
+                self._epoch = rec.epoch + 1
                 self._check_markers()
                 if rec.stop:
                     return True
                 continue
+            drained += 1
             wire = client._build(rec)
             if wire is None:
+                stats.note_loss(self._epoch, 1)
                 continue
             route = rec[8]
             events = pending[route]
             events.append(wire)
             if len(events) >= flush_at:
-                self._emit(Batch(events, route))
                 pending[route] = []
+                stats.incr("drained", drained)
+                drained = 0
+                self._emit(events, route)
                 await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
-        self._emit_pending(pending)
+        stats.incr("drained", drained)
+        self._emit_pending()
         return False
 
-    def _emit_pending(self, pending: dict[Route, list[dict[str, Any]]]) -> None:
-        for route, events in pending.items():
+    def _emit_pending(self) -> None:
+        for route in ("batch", "ai"):
+            events = self._pending[route]
             if events:
-                self._emit(Batch(events, route))
+                self._pending[route] = []
+                self._emit(events, route)
 
-    def _emit(self, batch: Batch) -> None:
-        self._client._stats.incr("queued", len(batch))
+    def _emit(self, events: list[dict[str, Any]], route: Route) -> None:
+        batch = self._encoded(events, route)
+        if not batch:
+            return
+        stats = self._client._stats
+        stats.incr("queued", len(batch))
         self._seq += 1
+        entry = _InFlight(batch, self._epoch, len(self._lanes))
+        self._inflight[self._seq] = entry
         for lane in self._lanes:
             try:
                 lane.send.send_nowait((self._seq, batch))
                 lane.accepted = self._seq
             except anyio.WouldBlock:
-                self._client._stats.incr("sink_overflow", len(batch))
-                warn_every(
+                warn_tally(
                     f"overflow-{id(lane.sink)}",
                     10,
-                    "obs: %s is falling behind; dropped %d event(s) for it",
-                    lane.name,
                     len(batch),
+                    "obs: %s is falling behind; dropped %d event(s) for it since the last warning",
+                    lane.name,
                 )
+                self._settle(self._seq, {"dropped_sink_overflow": len(batch)})
+        if not self._lanes:
+            self._settle(self._seq, {})
+
+    def _encoded(self, events: list[dict[str, Any]], route: Route) -> Batch:
+        """The batch with its JSON encoding; an event that cannot be encoded is repaired or dropped alone."""
+        try:
+            blob = to_json(events, inf_nan_mode="null")
+        except Exception:
+            return self._encoded_one_by_one(events, route)
+        batch = Batch(events, route)
+        batch.encoded = blob
+        return batch
+
+    def _encoded_one_by_one(self, events: list[dict[str, Any]], route: Route) -> Batch:
+        kept: list[dict[str, Any]] = []
+        parts: list[bytes] = []
+        for e in events:
+            try:
+                raw = to_json(e, inf_nan_mode="null")
+            except Exception:
+                e = valid_utf8(e)  # lone surrogates (os.fsdecode of undecodable names) become U+FFFD
+                try:
+                    raw = to_json(e, inf_nan_mode="null")
+                except Exception as err:
+                    self._client._stats.incr("dropped_invalid")
+                    self._client._stats.note_loss(self._epoch, 1)
+                    warn_every(
+                        f"encode-{type(err).__name__}",
+                        10,
+                        "obs: dropped event %r that could not be encoded: %s",
+                        e.get("event"),
+                        err,
+                    )
+                    continue
+                self._client._stats.incr("properties_coerced")
+                warn_every("encode-utf8", 60, "obs: event %r: invalid UTF-8 sent as U+FFFD", e.get("event"))
+            kept.append(e)
+            parts.append(raw)
+        batch = Batch(kept, route)
+        batch.encoded = b"[" + b",".join(parts) + b"]"
+        return batch
+
+    def _settle(self, seq: int, outcome: Outcome) -> None:
+        """One sink is done with batch ``seq``; once all are, count its events."""
+        entry = self._inflight.get(seq)
+        if entry is None:
+            return
+        if sum(outcome.values()) > sum(entry.worst.values()):
+            entry.worst = outcome
+        entry.remaining -= 1
+        if entry.remaining <= 0:
+            del self._inflight[seq]
+            self._account(entry.worst, len(entry.batch), entry.epoch)
+
+    def _account(self, outcome: Outcome, size: int, epoch: int) -> None:
+        stats = self._client._stats
+        lost = 0
+        for reason, n in outcome.items():
+            if n > 0:
+                stats.incr(reason, n)
+                lost += n
+        if size > lost:
+            stats.incr("sent", size - lost)
+        if lost:
+            stats.note_loss(epoch, lost)
 
     def _check_markers(self) -> None:
         if self._waiting:
@@ -200,16 +428,74 @@ class Worker:
         async with lane.recv:
             async for seq, batch in lane.recv:
                 try:
-                    await lane.sink.send(batch)
+                    outcome = _outcome(await lane.sink.send(batch), len(batch))
+                except anyio.get_cancelled_exc_class():
+                    raise  # an aborted shutdown: the batch stays in flight and is settled as stranded
                 except Exception as e:
                     self._client._stats.incr("sink_errors")
                     warn_every(
                         f"sink-{id(lane.sink)}", 10, "obs: %s failed to send a batch: %r", lane.name, e
                     )
-                finally:
-                    lane.done = seq
+                    outcome = {"dropped_sink_error": len(batch)}
+                lane.done = seq
+                self._settle(seq, outcome)
                 self._check_markers()
+
+    async def _wait_lanes(self) -> None:
+        """Until every sink task has finished its backlog (their streams are closed by now)."""
+        while any(ln.done < ln.accepted for ln in self._lanes):
+            await anyio.sleep(0.005)
+
+    async def _background(self, sink: Sink, run: Callable[[], Any]) -> None:
         try:
-            await lane.sink.aclose()
+            await run()
+        except anyio.get_cancelled_exc_class():
+            raise
         except Exception as e:
-            log.warning("obs: %s failed to close: %r", lane.name, e)
+            log.warning("obs: %s background task failed: %r", type(sink).__name__, e)
+
+    def _settle_leftovers(self) -> None:
+        """After the loop ended: settle events that were never delivered, and release flush waiters."""
+        client = self._client
+        stranded: list[tuple[Batch, int]] = [(f.batch, f.epoch) for f in self._inflight.values()]
+        self._inflight.clear()
+        for route, events in self._pending.items():
+            if events:
+                stranded.append((Batch(events, route), self._epoch))
+        self._pending = {"batch": [], "ai": []}
+        late = 0
+        while client._queue:
+            item = client._queue.popleft()
+            if type(item) is Marker:
+                self._waiting.append(item)
+                continue
+            client._stats.incr("drained")
+            if self._aborted:
+                wire = client._build(item)
+                if wire is not None:
+                    stranded.append((Batch([wire], item[8]), self._epoch))
+            else:
+                late += 1  # slipped in behind the stop marker
+        if late:
+            client._stats.incr("dropped_closed", late)
+        if stranded:
+            stashers = [k for k in (getattr(s, "stash", None) for s in self._sinks) if callable(k)]
+            for batch, epoch in stranded:
+                kept = bool(stashers) and all(k(batch) for k in stashers)
+                self._account({"spooled" if kept else "dropped_shutdown": len(batch)}, len(batch), epoch)
+        for m in self._waiting:
+            if not m.done.is_set():
+                m.failed = True
+                m.done.set()
+        self._waiting.clear()
+
+
+def _outcome(value: Any, size: int) -> Outcome:
+    """What a sink's ``send`` returned: None (all delivered) or reason → events not delivered."""
+    if value is None or not isinstance(value, Mapping):
+        return {}
+    out: Outcome = {}
+    for k, n in value.items():
+        if isinstance(k, str) and isinstance(n, int) and n > 0:
+            out[k] = min(n, size - sum(out.values()))
+    return out

@@ -2,7 +2,13 @@
 
 It accepts `POST /batch/` and `POST /i/v0/ai/batch/` (gzip or plain JSON bodies, as PostHog does) and can be
 scripted to answer each request with a status (200/400/401/413/429/5xx), extra headers (Retry-After), a
-delay, a hang, or a dropped connection. "Refused" is a port nobody listens on: `refused_url()`.
+delay, a hang, a dropped connection or a reset in the middle of the response. Faults by time and size:
+`fail_for(seconds, reply)` answers every request with `reply` for a while, `max_body` answers 413 above a
+size, `pause_accept(seconds)` leaves new connections waiting in the listen backlog (a slow accept).
+"Refused" is a port nobody listens on: `refused_url()`.
+
+`url` reaches it by address (`http://127.0.0.1:PORT`), `host_url` by name (`http://localhost:PORT`, resolved
+through the system resolver as a real host is).
 
 Run it as a separate process for benchmarks: `python tests/capture_server.py` prints its URL, then serves.
 """
@@ -13,6 +19,7 @@ import contextlib
 import gzip
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -34,6 +41,7 @@ class Reply:
     delay: float = 0.0
     hang: bool = False
     close: bool = False  # drop the connection without any response
+    reset: bool = False  # start the response, then reset the connection (RST) halfway through
 
 
 @dataclass
@@ -64,11 +72,16 @@ class LocalServer:
     _script: deque[Reply]
 
     def _serve(
-        self, handler: type[BaseHTTPRequestHandler], server: type[ThreadingHTTPServer] = ThreadingHTTPServer
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        server: type[ThreadingHTTPServer] = ThreadingHTTPServer,
+        port: int = 0,
     ) -> None:
-        self._httpd = server(("127.0.0.1", 0), handler)
+        self._httpd = server(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host_url = f"http://localhost:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -93,9 +106,21 @@ class LocalServer:
             self._script.extend(Reply(status=r) if isinstance(r, int) else r for r in replies)
 
 
+class _PausableServer(ThreadingHTTPServer):
+    accept_after = 0.0
+    allow_reuse_address = True  # a server started on the port of one just stopped
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        while time.monotonic() < self.accept_after:
+            time.sleep(0.01)
+        return super().get_request()
+
+
 class CaptureServer(LocalServer):
-    def __init__(self, *, record: bool = True) -> None:
+    def __init__(self, *, record: bool = True, max_body: int | None = None, port: int = 0) -> None:
         self.record = record
+        self.max_body = max_body  # bodies over this many bytes (as sent) are answered 413
+        self._failing: tuple[float, Reply] | None = None
         self.received: list[Received] = []
         self.count_events = 0  # events in 2xx-answered requests (counted cheaply, without storing)
         self._script: deque[Reply] = deque()
@@ -114,14 +139,30 @@ class CaptureServer(LocalServer):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 reply = server._next_reply()
+                if server.max_body is not None and len(raw) > server.max_body:
+                    reply = Reply(413)
                 if reply.delay:
                     time.sleep(reply.delay)
                 # Recorded before answering, so a client that saw the answer always finds the request here.
-                server._note(self.path, self.headers, raw, 0 if reply.hang or reply.close else reply.status)
+                if not reply.reset:
+                    server._note(
+                        self.path, self.headers, raw, 0 if reply.hang or reply.close else reply.status
+                    )
                 if reply.hang or reply.close:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if reply.reset:  # half a status line, then RST (SO_LINGER 0 makes close() reset)
+                    server._note(self.path, self.headers, raw, 0)
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Len")
+                        self.wfile.flush()
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        self.connection.close()
                     return
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():
@@ -131,10 +172,27 @@ class CaptureServer(LocalServer):
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-        self._serve(Handler)
+        self._serve(Handler, _PausableServer, port)
+
+    def fail_for(self, seconds: float, reply: Reply | int) -> None:
+        """Answer every request with ``reply`` for the next ``seconds``, then as scripted again."""
+        with self._lock:
+            self._failing = (
+                time.monotonic() + seconds,
+                Reply(status=reply) if isinstance(reply, int) else reply,
+            )
+
+    def pause_accept(self, seconds: float) -> None:
+        """Accept no new connection for ``seconds`` (they wait in the listen backlog: a slow accept)."""
+        self._httpd.accept_after = time.monotonic() + seconds  # type: ignore[attr-defined]
 
     def _next_reply(self) -> Reply:
         with self._lock:
+            if self._failing is not None:
+                until, reply = self._failing
+                if time.monotonic() < until:
+                    return reply
+                self._failing = None
             return self._script.popleft() if self._script else self.default
 
     def _note(self, path: str, headers: Any, raw: bytes, status: int) -> None:
@@ -169,12 +227,15 @@ class CaptureServer(LocalServer):
             return self._cond.wait_for(lambda: len(self.received) >= n, timeout)
 
 
-def refused_url() -> str:
-    """A 127.0.0.1 URL on a port that was just free: connecting is refused."""
+def free_port() -> int:
+    """A 127.0.0.1 port that was just free: connecting to it is refused until someone listens."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        return int(s.getsockname()[1])
+
+
+def refused_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
 
 
 if __name__ == "__main__":  # a separate process for benchmarks: prints its URL, serves until stdin closes

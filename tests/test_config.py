@@ -23,7 +23,8 @@ def test_defaults() -> None:
     assert s.llm_payloads is False
     assert s.llm_payload_max_chars == 30_000
     assert s.debug is False
-    assert (s.flush_at, s.flush_interval, s.max_queue_size, s.max_retries) == (100, 0.5, 100_000, 3)
+    assert (s.flush_at, s.flush_interval, s.max_queue_size, s.max_retries) == (100, 0.5, 100_000, 10)
+    assert (s.retry_budget, s.spool_dir, s.spool_max_bytes) == (30.0, None, 100 * 1024 * 1024)
     assert (s.gzip, s.timeout) == (False, 10.0)
     assert s.sinks == ["posthog"]
     assert s.environment == "unknown" and s.release is None

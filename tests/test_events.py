@@ -203,9 +203,9 @@ def test_json_schema_covers_every_kind() -> None:
 
 def test_bad_event_name_is_dropped_and_counted_not_raised(memory: Mem) -> None:
     client, sink = memory
-    assert obs.capture("", distinct_id="u") is not None  # queued: validation happens on the worker
-    obs.capture(None, distinct_id="u")  # type: ignore[arg-type]
+    assert obs.capture("", distinct_id="u") is None  # refused on the caller's thread: never an event
+    assert obs.capture(None, distinct_id="u") is None  # type: ignore[arg-type]
     obs.capture("ok", distinct_id="u")
-    assert obs.flush(5)
+    assert not obs.flush(5)  # two events captured before it were lost
     assert [e["event"] for e in sink.events] == ["ok"]
     assert client.stats()["dropped_invalid"] == 2

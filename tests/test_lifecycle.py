@@ -83,7 +83,8 @@ def test_flush_waits_for_delivery_and_shutdown_stops(server: CaptureServer) -> N
     assert not client._worker.thread.is_alive()  # type: ignore[union-attr]
     assert obs.capture("late", distinct_id="u") is None
     assert client.stats()["dropped_closed"] == 1
-    assert obs.shutdown(5)  # a second shutdown is harmless
+    assert not obs.shutdown(5)  # a second shutdown is harmless, and says the late event was lost
+    assert obs.shutdown(5)  # once
     again = obs.init(api_key="phc_x", host=server.url)
     assert again is not client and obs.capture("again", distinct_id="u") is not None
 
@@ -142,7 +143,7 @@ def test_queue_full_drops_new_events_counts_and_warns_once(caplog: pytest.LogCap
     assert ids[10:] == [None] * 5 and all(ids[:10])
     assert client.stats()["dropped_queue_full"] == 5
     assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
-    assert obs.flush(5)
+    assert not obs.flush(5)  # five events captured before it were dropped
     assert [e["properties"]["i"] for e in sink.events] == list(range(10))  # the oldest are kept
 
 

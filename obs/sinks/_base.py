@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Route = Literal["batch", "ai"]
@@ -16,6 +17,9 @@ class Batch(list[dict[str, Any]]):
     """
 
     route: Route = "batch"
+    # The events' JSON (a JSON array, one encode for the whole batch) when the worker made it: sinks that
+    # write JSON reuse it instead of encoding again. None for batches built elsewhere.
+    encoded: bytes | None = None
 
     def __init__(self, events: list[dict[str, Any]] | None = None, route: Route = "batch") -> None:
         super().__init__(events or ())
@@ -26,11 +30,17 @@ class Batch(list[dict[str, Any]]):
 class Sink(Protocol):
     """Anything with these two coroutines can receive events (pass instances in ``obs.init(sinks=[...])``).
 
-    ``send`` is awaited on the obs worker loop, one batch at a time per sink, in capture order; an
-    exception it raises is logged and counted, and the next batch still comes. ``aclose`` is awaited
-    once at shutdown after the last batch.
+    ``send`` is awaited on the obs worker loop, one batch at a time per sink, in capture order. It returns
+    None when every event was delivered (or stored), or a mapping of reason → number of the batch's events
+    it did not deliver (``{"dropped_too_large": 1}``; reasons are `obs.stats()` counter names). An
+    exception it raises counts the whole batch as ``dropped_sink_error``, and the next batch still comes.
+    ``aclose`` is awaited once at shutdown after the last batch.
+
+    Optional: ``async run()``, started beside the sink's sends and cancelled at shutdown, for background
+    work of its own; ``stash(batch) -> bool``, called when a shutdown runs out of time with the batch
+    undelivered, to keep it somewhere durable (the PostHog sink's spool).
     """
 
-    async def send(self, batch: Batch) -> None: ...
+    async def send(self, batch: Batch) -> Mapping[str, int] | None: ...
 
     async def aclose(self) -> None: ...

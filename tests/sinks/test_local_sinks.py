@@ -355,7 +355,7 @@ def test_a_raising_sink_does_not_stop_the_others(server: CaptureServer, tmp_path
     db = tmp_path / "events.db"
     _init(host=server.url, sinks=[boom, mem, "posthog", f"sqlite:{db}", once], flush_at=10)
     ids = [_cap("iso", {"i": i}, distinct_id="u") for i in range(50)]
-    assert obs.flush(5)  # the failing sink still acknowledges the flush
+    assert not obs.flush(5)  # the failing sink answers the flush, and it says events were lost
 
     assert [e["uuid"] for e in mem.events] == ids
     assert server.wait_for_events(50, timeout=5)
@@ -367,14 +367,15 @@ def test_a_raising_sink_does_not_stop_the_others(server: CaptureServer, tmp_path
     stats = obs.get_client().stats()
     assert boom.calls == len(mem.batches) >= 5
     assert stats["sink_errors"] == boom.calls + 1  # every Boom batch, and FailsOnce's first
-    assert stats["sent"] == 50  # PostHog's count is unaffected
+    # An event counts as sent once every sink delivered it: Boom delivered none.
+    assert stats["dropped_sink_error"] == 50 and stats["sent"] == 0
 
     # Later events still reach Boom (and fail) and everyone else.
     _cap("after", distinct_id="u")
-    assert obs.flush(5)
+    assert not obs.flush(5)
     assert mem.events[-1]["event"] == "after"
     assert obs.get_client().stats()["sink_errors"] == boom.calls + 1
-    assert obs.shutdown(5)
+    assert obs.shutdown(5)  # nothing captured since the last flush
     assert boom.closed
 
 
@@ -431,9 +432,10 @@ def test_a_hung_sink_with_a_full_backlog_never_stalls_the_others() -> None:
         assert [e["uuid"] for e in mem.events] == ids
         stats = client.stats()
         assert stats["dropped_queue_full"] == 0
-        assert stats["sink_overflow"] > 0  # only the hung sink lost batches, and they were counted
+        assert stats["dropped_sink_overflow"] > 0  # only the hung sink lost batches, and they were counted
     finally:
         hangs.release.set()
+    assert not obs.flush(5)  # the overflowed batches were not delivered to every sink: said once
     assert obs.flush(5)
     assert 0 < len(hangs.events) < 100
 
