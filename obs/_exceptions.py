@@ -4,7 +4,8 @@ Split in two, like every event: :func:`capture` runs on the caller's thread and 
 (the exception, the head of its traceback, the rate-limit verdict, the active trace ids); :func:`fields`
 runs on the worker and does the expensive part — walking the cause/context chain and exception groups,
 formatting frames, reading source lines and scrubbing secrets. The output has the structure of
-posthog-python's ``capture_exception`` (`tests/test_parity.py` compares the two).
+posthog-python's ``capture_exception`` (`tests/test_parity.py` compares the two), trimmed to fit the
+per-event size limit (`max_event_bytes`) instead of being dropped whole at the sink.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import linecache
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
+
+from pydantic_core import to_json
 
 from . import _api, _flags, _trace
 from ._log import warn_every
@@ -27,8 +31,25 @@ if TYPE_CHECKING:
 
 CAPTURED = "__obs_captured__"  # set on an exception once sent, so outer handlers do not send it again
 _MAX_EXCEPTIONS = 50  # entries in one $exception_list, as posthog-python
-_MAX_LINE = 1024
+_MAX_MESSAGE = 1024  # characters of an exception message
+_MAX_LINE = 1024  # characters of the line a frame was executing
+_MAX_CONTEXT = 256  # characters of each line around it
 _CONTEXT_LINES = 5
+# Frames per stack trace. A deeper one (a RecursionError has ~1,000) keeps its outermost fifth and its
+# innermost four fifths, where it broke, around one synthetic frame that says how many were left out.
+_MAX_FRAMES = 100
+# Characters the scrubber reads past a cut, so that a secret straddling it (keys, tokens, a JWT's header
+# and payload) is still recognised whole, at a bounded cost for a line of any length.
+_SCRUB_MARGIN = 512
+# The per-event limit (`max_event_bytes`) when the caller did not say; the setting's default.
+_DEFAULT_MAX_EVENT_BYTES = 900 * 1024
+# Part of the limit left to the rest of the event (your properties, flags, context, super-properties).
+_RESERVE = 16 * 1024
+# An encoded JSON string never takes more than 6 bytes per character (`\u001f`): below a sixth of the
+# budget by a cheap character count, an exception surely fits and is never encoded here.
+_WORST_BYTES_PER_CHAR = 6
+_SHORT_MESSAGE = 128  # a message's length once everything else is gone
+_TRUNCATED = re.compile(r"…\[truncated (\d+) chars\]\Z")
 # Our own wrapper frames carry no information for the user; they are left out of stack traces.
 _HIDDEN_MODULES = frozenset({"obs.decorators._wrap", "obs._exceptions", "obs._uncaught"})
 if sys.version_info >= (3, 11):
@@ -101,6 +122,7 @@ def capture(
         "level": _LEVELS.get(str(level).lower()) or _unknown_level(level),
         "fingerprint": fingerprint,
         "mechanism": {"type": mechanism, "handled": handled},
+        "max_event_bytes": client.settings.max_event_bytes,
     }
     u = client._put("exception", "$exception", props, distinct_id, None, None, None, "batch", extra)
     if u is not None:
@@ -248,7 +270,8 @@ class InApp:
 
 
 class Formatter:
-    """Turns what :func:`capture` queued into ExceptionEvent fields, on the worker."""
+    """Turns what :func:`capture` queued into ExceptionEvent fields, on the worker, within the size
+    budget the limit ``max_event_bytes`` (queued with each exception) leaves them."""
 
     def __init__(self, scrub: Callable[[str], str], in_app: InApp) -> None:
         self.scrub = scrub
@@ -256,10 +279,13 @@ class Formatter:
 
     def fields(self, extra: dict[str, Any]) -> dict[str, Any]:
         exceptions: list[dict[str, Any]] = []
-        self._walk(extra["exc"], extra["tb"], extra["stack"], None, None, exceptions, set())
+        stacks: list[_Stack] = []
+        self._walk(extra["exc"], extra["tb"], extra["stack"], None, None, exceptions, stacks, set())
         root = exceptions[0]["mechanism"]
         root.update(extra["mechanism"])
         root["synthetic"] = extra["stack"] is not None
+        limit = extra.get("max_event_bytes") or _DEFAULT_MAX_EVENT_BYTES
+        _fit(exceptions, stacks, limit - min(limit // 4, _RESERVE))
         return {"exception_list": exceptions, "level": extra["level"], "fingerprint": extra["fingerprint"]}
 
     def _walk(
@@ -270,6 +296,7 @@ class Formatter:
         parent_id: int | None,
         source: str | None,
         out: list[dict[str, Any]],
+        stacks: list[_Stack],
         seen: set[int],
     ) -> None:
         """Depth first, as posthog-python: the exception, its cause (or context), then group members."""
@@ -293,28 +320,31 @@ class Formatter:
             "mechanism": mechanism,
             "module": None if cls.__module__ in ("builtins", "__builtins__") else cls.__module__,
             "type": cls.__qualname__,
-            "value": self.scrub(_message(exc)),
+            "value": self._clip(_message(exc), _MAX_MESSAGE),
         }
-        if stack is not None:
-            frames = [self._frame(f, n) for f, n in stack]
-        else:
-            frames = []
+        calls = stack
+        if calls is None:
+            calls = []
             while tb is not None:
                 if tb.tb_frame.f_globals.get("__name__") not in _HIDDEN_MODULES:
-                    frames.append(self._frame(tb.tb_frame, tb.tb_lineno))
+                    calls.append((tb.tb_frame, tb.tb_lineno))
                 tb = tb.tb_next
-        if frames:
-            entry["stacktrace"] = {"frames": frames, "type": "raw"}
+        if calls:
+            kept = _Stack(entry, calls)
+            kept.keep(_MAX_FRAMES)  # before formatting: frames left out are never read nor scrubbed
+            kept.frames = [self._frame(f, n) for f, n in kept.frames]
+            kept.write()
+            stacks.append(kept)
         out.append(entry)
         if exc.__suppress_context__:
             cause, relation = exc.__cause__, "cause"
         else:
             cause, relation = exc.__context__, "context"
         if cause is not None:
-            self._walk(cause, cause.__traceback__, None, exception_id, relation, out, seen)
+            self._walk(cause, cause.__traceback__, None, exception_id, relation, out, stacks, seen)
         if isinstance(exc, _GROUPS):
             for member in exc.exceptions:
-                self._walk(member, member.__traceback__, None, exception_id, "member", out, seen)
+                self._walk(member, member.__traceback__, None, exception_id, "member", out, stacks, seen)
 
     def _frame(self, frame: FrameType, lineno: int) -> dict[str, Any]:
         code, globs = frame.f_code, frame.f_globals
@@ -344,20 +374,156 @@ class Formatter:
         if not source or not 0 <= i < len(source):
             return [], None, []
         lo, hi = max(0, i - _CONTEXT_LINES), min(i + 1 + _CONTEXT_LINES, len(source))
-        lines = [self.scrub(_cut(s.rstrip("\r\n"))) for s in source[lo:hi]]
-        return lines[: i - lo], lines[i - lo], lines[i - lo + 1 :]
+        clip = self._clip
+        return (
+            [clip(s.rstrip("\r\n"), _MAX_CONTEXT) for s in source[lo:i]],
+            clip(source[i].rstrip("\r\n"), _MAX_LINE),
+            [clip(s.rstrip("\r\n"), _MAX_CONTEXT) for s in source[i + 1 : hi]],
+        )
+
+    def _clip(self, text: str, limit: int) -> str:
+        """``text`` scrubbed, and cut after ``limit`` characters with the marker LLM payloads carry too:
+        ``…[truncated N chars]``. The scrubber reads a margin past the cut, so a secret straddling it is
+        recognised as a whole and no prefix of it is kept."""
+        if len(text) <= limit:
+            return self.scrub(text)
+        read = text[: limit + _SCRUB_MARGIN]
+        head = self.scrub(read)
+        more = max(0, len(head) - limit) + len(text) - len(read)
+        return _truncated(head[:limit], more) if more else head
+
+
+class _Stack:
+    """One exception's stack trace as it will be sent: the frames kept, outermost first, and how many
+    frames were left out between the first ``gap`` of them and the rest."""
+
+    __slots__ = ("entry", "frames", "gap", "omitted")
+
+    def __init__(self, entry: dict[str, Any], frames: list[Any]) -> None:
+        self.entry = entry
+        self.frames = frames
+        self.gap = 0
+        self.omitted = 0
+
+    def keep(self, n: int) -> None:
+        """Keep ``n`` frames: about a fifth outermost (how it got there) and the rest innermost (where it
+        broke), leaving out a middle run; frames left out before stay one run, at the same place."""
+        total = len(self.frames)
+        if n >= total:
+            return
+        outer = (n + 3) // 5
+        if self.omitted:
+            outer = min(max(outer, n - (total - self.gap)), self.gap)
+        self.frames = self.frames[:outer] + self.frames[total - (n - outer) :]
+        self.gap = outer
+        self.omitted += total - n
+
+    def write(self) -> None:
+        stacktrace: dict[str, Any] = {"frames": self.frames, "type": "raw"}
+        if self.omitted:
+            frames = self.frames
+            stacktrace["frames"] = [*frames[: self.gap], _omitted_frame(self.omitted), *frames[self.gap :]]
+            stacktrace["frames_omitted"] = self.omitted
+        self.entry["stacktrace"] = stacktrace
+
+
+def _omitted_frame(n: int) -> dict[str, Any]:
+    """The synthetic frame standing where ``n`` frames were left out, so PostHog's stack trace shows it."""
+    return {
+        "platform": "python",
+        "filename": "<omitted>",
+        "abs_path": None,
+        "function": f"<{n} frame{'' if n == 1 else 's'} omitted>",
+        "module": None,
+        "lineno": None,
+        "pre_context": [],
+        "context_line": None,
+        "post_context": [],
+        "in_app": False,  # never part of PostHog's fingerprint, which is made of in-app frames
+        "synthetic": True,
+    }
+
+
+def _fit(out: list[dict[str, Any]], stacks: list[_Stack], budget: int) -> None:
+    """Trim ``out`` until it encodes to at most ``budget`` bytes, least useful first: the source lines
+    around each call, then frames (halving, innermost kept), then all source lines, then chained
+    exceptions (halving, the caught one kept), then long messages. An exception whose cheap character
+    count is far below the budget, as nearly all are, is never encoded here."""
+    if _chars(out, stacks) * _WORST_BYTES_PER_CHAR <= budget:
+        return
+
+    def fits() -> bool:
+        for s in stacks:
+            s.write()
+        return len(to_json(out, serialize_unknown=True, inf_nan_mode="null")) <= budget
+
+    if fits():
+        return
+    for s in stacks:
+        for f in s.frames[:-1]:  # the innermost frame is where it was raised: its lines stay
+            f["pre_context"], f["post_context"] = [], []
+    if fits():
+        return
+    while any(len(s.frames) > 2 for s in stacks):
+        for s in stacks:
+            s.keep(max(2, len(s.frames) // 2))
+        if fits():
+            return
+    for s in stacks:
+        for f in s.frames:
+            f["pre_context"], f["context_line"], f["post_context"] = [], None, []
+    if fits():
+        return
+    while len(out) > 1:
+        del out[max(1, len(out) // 2) :]  # causes follow their parent: every parent_id left is kept
+        stacks[:] = [s for s in stacks if s.entry["mechanism"]["exception_id"] < len(out)]
+        if fits():
+            return
+    for s in stacks:
+        s.keep(1)
+    for e in out:
+        e["value"] = _shorten(e["value"], _SHORT_MESSAGE)
+    fits()  # as small as it gets; if still too big, the sink drops it and logs why
+
+
+def _chars(out: list[dict[str, Any]], stacks: list[_Stack]) -> int:
+    """A cheap count of the characters ``out`` encodes to, keys and punctuation included."""
+    n = 200 * len(out)
+    for e in out:
+        n += len(e["type"]) + len(e["value"]) + len(str(e["module"]))
+    for s in stacks:
+        n += 200 * (1 + len(s.frames))  # each frame's keys and punctuation, and the synthetic frame
+        for f in s.frames:
+            pre, post = f["pre_context"], f["post_context"]
+            n += (  # `filename` is never longer than `abs_path`: that is counted twice
+                2 * len(f["abs_path"] or "")
+                + len(f["function"])
+                + len(str(f["module"]))
+                + len(f["context_line"] or "")
+                + len("".join(pre))
+                + len("".join(post))
+                + 3 * (len(pre) + len(post))
+            )
+    return n
 
 
 def _message(exc: BaseException) -> str:
     try:
         msg = getattr(exc, "message", "") or getattr(exc, "detail", "") or exc
-        return _cut(str(msg))
+        return str(msg)
     except Exception:
         return "<unprintable exception>"
 
 
-def _cut(s: str) -> str:
-    return s if len(s) <= _MAX_LINE else s[: _MAX_LINE - 3] + "..."
+def _truncated(head: str, more: int) -> str:
+    return f"{head}…[truncated {more} chars]"
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` (perhaps already cut) cut after ``limit`` characters, its marker counting everything cut."""
+    m = _TRUNCATED.search(text)
+    head, more = (text[: m.start()], int(m[1])) if m else (text, 0)
+    return _truncated(head[:limit], more + len(head) - limit) if len(head) > limit else text
 
 
 def _filename_for_module(module: str | None, abs_path: str | None) -> str | None:
