@@ -186,7 +186,7 @@ class Client:
         grace = 0.0 if timeout is None else min(0.5, timeout * 0.1)
         if not marker.done.wait(None if timeout is None else timeout - grace):
             before = self._stats.snapshot()
-            worker.abort()
+            worker.abort(stash_time=grace * 0.8)
             worker.thread.join(grace)
             self._report_stranded(before, timeout, time.monotonic() - started)
             return False

@@ -36,6 +36,7 @@ import contextlib
 import os
 import selectors
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -79,11 +80,12 @@ class Marker:
 class _SinkLane:
     """One sink, its bounded stream of (batch number, batch), and how far it has got."""
 
-    __slots__ = ("accepted", "done", "name", "recv", "send", "sink")
+    __slots__ = ("accepted", "buffer", "done", "name", "recv", "send", "sink")
 
     def __init__(self, sink: Sink, buffer: int) -> None:
         self.sink = sink
         self.name = type(sink).__name__
+        self.buffer = buffer
         self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch]](buffer)
         self.accepted = 0  # number of the last batch its stream took (an overflowed one is skipped)
         self.done = 0  # number of the last batch its sink finished with (sent or failed)
@@ -105,6 +107,7 @@ class _InFlight:
 
 _gated: weakref.WeakSet[Worker] = weakref.WeakSet()
 _held_for_fork: list[threading.Lock] = []
+LANE_BATCHES = 16  # batches a sink's backlog holds
 FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next select() before going ahead
 
 
@@ -120,9 +123,11 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The gates belong to worker threads that did not come along; the client starts fresh workers.
+    # The gates held belong to worker threads that did not come along (the client starts fresh ones).
     _held_for_fork.clear()
-    _gated.clear()
+    for w in list(_gated):
+        if not w.thread.is_alive():
+            _gated.discard(w)
 
 
 if hasattr(os, "register_at_fork"):
@@ -183,6 +188,8 @@ class Worker:
         self._inflight: dict[int, _InFlight] = {}
         self._pending: dict[Route, list[dict[str, Any]]] = {"batch": [], "ai": []}
         self._waiting: list[Marker] = []  # markers reached by the drain, not yet acknowledged
+        self._room: anyio.Event | None = None  # set by a sink task when it takes a batch off its backlog
+        self.stash_time = 0.0  # after an abort: seconds to spend keeping stranded events in the spool
         self._gate = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="obs-worker", daemon=True)
 
@@ -198,8 +205,9 @@ class Worker:
         with contextlib.suppress(RuntimeError):  # loop already closed: the worker has finished
             loop.call_soon_threadsafe(self._set_wake)
 
-    def abort(self) -> None:
+    def abort(self, stash_time: float = 0.0) -> None:
         """Called from any thread when a shutdown ran out of time: stop sending, settle what is left."""
+        self.stash_time = stash_time
         self._aborted = True
         loop, cancel = self._loop, self._cancel
         if loop is not None and cancel is not None:
@@ -238,7 +246,10 @@ class Worker:
         self._wake_event = anyio.Event()
         self._loop = asyncio.get_running_loop()
         settings = self._client.settings
-        buffer = max(4, settings.max_queue_size // settings.flush_at)
+        # A short backlog per sink: when every sink is behind, the drain waits and the queue (bounded by
+        # max_queue_size) takes the strain, so memory stays bounded by it; a sink behind the others loses
+        # batches (counted) instead of holding them up.
+        buffer = max(4, min(LANE_BATCHES, settings.max_queue_size // settings.flush_at))
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
         async with anyio.create_task_group() as tg:
             self._cancel = tg.cancel_scope.cancel
@@ -293,7 +304,7 @@ class Worker:
             if type(rec) is Marker:
                 stats.incr("drained", drained)
                 drained = 0
-                self._emit_pending()
+                await self._emit_pending()
                 rec.targets = [lane.accepted for lane in self._lanes]
                 self._waiting.append(rec)
                 self._epoch = rec.epoch + 1
@@ -313,18 +324,29 @@ class Worker:
                 pending[route] = []
                 stats.incr("drained", drained)
                 drained = 0
-                self._emit(events, route)
+                await self._emit_when_room(events, route)
                 await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
         stats.incr("drained", drained)
-        self._emit_pending()
+        await self._emit_pending()
         return False
 
-    def _emit_pending(self) -> None:
+    async def _emit_pending(self) -> None:
         for route in ("batch", "ai"):
             events = self._pending[route]
             if events:
                 self._pending[route] = []
-                self._emit(events, route)
+                await self._emit_when_room(events, route)
+
+    async def _emit_when_room(self, events: list[dict[str, Any]], route: Route) -> None:
+        """Hand a batch to the sinks, first waiting while every one of them has a full backlog."""
+        while self._lanes and all(
+            ln.send.statistics().current_buffer_used >= ln.buffer for ln in self._lanes
+        ):
+            self._room = anyio.Event()
+            self._pending[route] = events  # in flight while we wait (an abort settles it from there)
+            await self._room.wait()
+            self._pending[route] = []
+        self._emit(events, route)
 
     def _emit(self, events: list[dict[str, Any]], route: Route) -> None:
         batch = self._encoded(events, route)
@@ -427,6 +449,8 @@ class Worker:
     async def _sink_task(self, lane: _SinkLane) -> None:
         async with lane.recv:
             async for seq, batch in lane.recv:
+                if self._room is not None:
+                    self._room.set()
                 try:
                     outcome = _outcome(await lane.sink.send(batch), len(batch))
                 except anyio.get_cancelled_exc_class():
@@ -455,34 +479,51 @@ class Worker:
             log.warning("obs: %s background task failed: %r", type(sink).__name__, e)
 
     def _settle_leftovers(self) -> None:
-        """After the loop ended: settle events that were never delivered, and release flush waiters."""
-        client = self._client
+        """After the loop ended: settle events that were never delivered, and release flush waiters.
+
+        After an abort, what was in flight or still queued goes to a sink that can keep it (the spool)
+        while the shutdown's grace lasts, else it is counted ``dropped_shutdown``. Records that slipped in
+        behind a stop marker are ``dropped_closed``.
+        """
+        client, stats = self._client, self._client._stats
         stranded: list[tuple[Batch, int]] = [(f.batch, f.epoch) for f in self._inflight.values()]
         self._inflight.clear()
         for route, events in self._pending.items():
             if events:
                 stranded.append((Batch(events, route), self._epoch))
         self._pending = {"batch": [], "ai": []}
-        late = 0
+        records: list[tuple[Any, ...]] = []
         while client._queue:
             item = client._queue.popleft()
             if type(item) is Marker:
                 self._waiting.append(item)
-                continue
-            client._stats.incr("drained")
-            if self._aborted:
-                wire = client._build(item)
-                if wire is not None:
-                    stranded.append((Batch([wire], item[8]), self._epoch))
             else:
-                late += 1  # slipped in behind the stop marker
-        if late:
-            client._stats.incr("dropped_closed", late)
-        if stranded:
-            stashers = [k for k in (getattr(s, "stash", None) for s in self._sinks) if callable(k)]
-            for batch, epoch in stranded:
-                kept = bool(stashers) and all(k(batch) for k in stashers)
-                self._account({"spooled" if kept else "dropped_shutdown": len(batch)}, len(batch), epoch)
+                records.append(item)
+        stats.incr("drained", len(records))
+        if records and not self._aborted:
+            stats.incr("dropped_closed", len(records))
+            stats.note_loss(self._epoch, len(records))
+            records = []
+        stashers = [k for k in (getattr(s, "stash", None) for s in self._sinks) if callable(k)]
+        deadline = time.monotonic() + self.stash_time
+        for batch, epoch in stranded:
+            kept = bool(stashers) and time.monotonic() < deadline and all(k(batch) for k in stashers)
+            self._account({"spooled" if kept else "dropped_shutdown": len(batch)}, len(batch), epoch)
+        if records:
+            kept_n = 0
+            if stashers:
+                for start in range(0, len(records), 100):
+                    if time.monotonic() >= deadline:
+                        break
+                    built = [w for w in map(client._build, records[start : start + 100]) if w is not None]
+                    chunk = Batch(built, records[start][8])
+                    if not all(k(chunk) for k in stashers):
+                        break
+                    kept_n = start + 100
+                kept_n = min(kept_n, len(records))
+            self._account(
+                {"spooled": kept_n, "dropped_shutdown": len(records) - kept_n}, len(records), self._epoch
+            )
         for m in self._waiting:
             if not m.done.is_set():
                 m.failed = True
