@@ -36,6 +36,7 @@ FIELDS = (
     "properties_coerced",  # values sent as str(), invalid UTF-8 replaced
     "sink_errors",  # exceptions raised by a sink's send() (batches)
     "retries",  # HTTP attempts repeated after a retryable failure
+    "spool_writes",  # events written to the spool (a batch retried in place is written before its retry)
     "spool_sent",  # spooled events delivered later (by this process; maybe captured by another)
     "spool_rejected",  # spooled events PostHog refused when they were re-sent (removed from the spool)
     "spool_evicted",  # spooled events evicted, oldest first, to keep the spool under OBS_SPOOL_MAX_BYTES

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from .._log import warn_every
 from .._stats import Stats
@@ -41,8 +41,9 @@ _ERROR_INTERVAL = 600.0  # a failure that keeps happening is logged again at mos
 _EVICT_INTERVAL = 60.0
 _CHUNK = 500  # ids per IN (...) list, far below SQLite's limit on bound parameters
 
-# Counters this module bumps; the Stats given may not know them yet (see _ensure_fields).
-STATS_FIELDS = ("spooled", "spool_evicted", "spool_errors")
+# Counters this module bumps (obs._stats.FIELDS).
+_T = TypeVar("_T")
+STATS_FIELDS = ("spool_writes", "spool_evicted", "spool_errors")
 
 # MIGRATIONS[v] takes a file at user_version v to v + 1, inside one IMMEDIATE transaction.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -132,7 +133,6 @@ class Spool:
         self.max_bytes = max_bytes
         self.claim_ttl = claim_ttl
         self.stats = stats or Stats()
-        _ensure_fields(self.stats)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file _conn has open
@@ -196,7 +196,7 @@ class Spool:
                 return None
             if evicted[1]:
                 self._evicted_total += evicted[1]
-        self.stats.incr("spooled", len(events))
+        self.stats.incr("spool_writes", len(events))
         if evicted[1]:
             self._report_eviction(*evicted)
         return row_id
@@ -214,6 +214,7 @@ class Spool:
                 # IMMEDIATE takes the write lock before reading, so two processes cannot both see a row
                 # as free: the second one waits (busy_timeout) and then sees it claimed.
                 conn.execute("BEGIN IMMEDIATE")
+                _free_dead_claims(conn, self._token)
                 rows = conn.execute(_CLAIM, (self._token, now, now - self.claim_ttl, limit)).fetchall()
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
@@ -513,22 +514,42 @@ def _is_busy(e: sqlite3.Error) -> bool:
     return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED and their extended codes
 
 
+def _free_dead_claims(conn: sqlite3.Connection, ours: str) -> None:
+    """Claims of senders whose process is gone (SIGKILL, crash) are void at once, not after claim_ttl.
+
+    The pid in a token is only meaningful on this host: a spool directory is shared by the processes of
+    one machine (docs/reliability.md). A pid reused since is taken as alive; its claim expires with the TTL.
+    """
+    holders = conn.execute(
+        "SELECT DISTINCT claimed_by FROM batches WHERE claimed_by IS NOT NULL AND claimed_by != ?", (ours,)
+    ).fetchall()
+    dead = [h for (h,) in holders if not _alive(h)]
+    for chunk in _chunks(dead):
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            f"UPDATE batches SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by IN ({marks})", chunk
+        )
+
+
+def _alive(token: str) -> bool:
+    try:
+        os.kill(int(token.split("-", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OSError):
+        return True  # not our token format, or not ours to signal: alive as far as we can tell
+    return True
+
+
 def _new_token() -> str:
     # pid for a human reading the file; the random part because pids are reused and a fork keeps them
     # apart only once the child has its own token.
     return f"{os.getpid()}-{secrets.token_hex(8)}"
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
-
-
-def _ensure_fields(stats: Stats) -> None:
-    # Stats.incr reads the attribute before adding to it; counters it was not built with start at 0.
-    for name in STATS_FIELDS:
-        if not hasattr(stats, name):
-            setattr(stats, name, 0)
+def _chunks(items: list[_T]) -> Iterator[list[_T]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
 
 
 _live: weakref.WeakSet[Spool] = weakref.WeakSet()
