@@ -271,6 +271,7 @@ class Client:
         snap["in_queue"] = in_queue
         snap["in_flight"] = in_queue + (worker.in_flight() if worker is not None else 0)
         snap["captured"] = snap.pop("refused") + snap.pop("drained") + in_queue
+        snap["spool_pending"] = sum(s.spool_pending() for s in self._sinks if hasattr(s, "spool_pending"))
         return snap
 
     # ---------------------------------------------------------------- hot path

@@ -268,6 +268,7 @@ class Worker:
                     lane.send.close()  # each sink task finishes its backlog, then closes its sink
             await self._wait_lanes()
             tg.cancel_scope.cancel()  # background tasks end with the sinks
+        self._settle_leftovers()  # after an abort: while the sinks can still keep what is left
         for lane in self._lanes:
             try:
                 await lane.sink.aclose()

@@ -346,6 +346,10 @@ class PostHogSink:
         self._spool.delete([sb.id])
         return True
 
+    def spool_pending(self) -> int:
+        """Events waiting in the spool (this process's and others'); 0 without a spool."""
+        return self._spool.pending()[0] if self._spool is not None else 0
+
     async def aclose(self) -> None:
         await self._http.aclose()
         if self._spool is not None:
