@@ -1,8 +1,9 @@
 """``capture_uncaught``: send exceptions nothing else caught, from the three places Python reports them.
 
-- ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal``; the previous hook
-  prints the traceback first, then the event is flushed. The flush and the exit flush that follows
-  share one ``OBS_SHUTDOWN_TIMEOUT``, so a dead endpoint delays the exit once, not twice.
+- ``sys.excepthook``: the main thread is about to die. Captured at level ``fatal`` and flushed. With
+  Python's own hook the traceback is printed first, then obs waits; a hook someone installed before obs
+  runs after the flush, since it may end the process itself (``os._exit``). The flush and the exit
+  flush that follows share one ``OBS_SHUTDOWN_TIMEOUT``, so a dead endpoint delays the exit once.
 - ``threading.excepthook``: a thread died. Captured and flushed from that thread.
 - asyncio: an exception no task retrieved reaches the loop's exception handler — the default one of
   every loop without a handler of its own, and, when ``init`` runs inside a loop that has one, that
@@ -104,10 +105,17 @@ def _flush() -> None:
 
 def _sys_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     captured = _capture(exc, level="fatal", source="python.sys_excepthook", props=None)
-    _previous.get("sys", sys.__excepthook__)(exc_type, exc, tb)  # the traceback first, then the wait
+    previous = _previous.get("sys", sys.__excepthook__)
     client = _api._client
-    if captured and client is not None and client.enabled:
-        client.flush_before_exit()
+    flush = captured and client is not None and client.enabled
+    if previous is sys.__excepthook__:  # the traceback first, then the wait
+        previous(exc_type, exc, tb)
+        if flush:
+            client.flush_before_exit()  # type: ignore[union-attr]
+        return
+    if flush:
+        client.flush_before_exit()  # type: ignore[union-attr]
+    previous(exc_type, exc, tb)
 
 
 def _threading_hook(args: Any) -> None:
