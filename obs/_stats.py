@@ -31,6 +31,7 @@ class Stats:
         "flag_requests",  # flag evaluations asked of PostHog's /flags (not cached, not decided locally)
         "flag_errors",  # feature flag evaluations that failed and returned the caller's default
         "flag_local_failures",  # flag definitions not loaded in time or at all, or a local evaluation error
+        "integration_errors",  # trouble inside a framework integration (logged; the request went on)
     )
 
     def __init__(self) -> None:
