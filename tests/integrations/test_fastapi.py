@@ -38,7 +38,7 @@ def events(server: CaptureServer, name: str, n: int = 1, timeout: float = 10.0) 
     deadline = time.monotonic() + timeout
     while True:
         obs.flush(5)
-        found = [e for e in server.events() if e["event"] == name]
+        found = [e for e in server.events("/batch/") if e["event"] == name]
         if len(found) >= n or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
@@ -203,7 +203,7 @@ def test_http_exception_under_500_is_not_an_error(server: CaptureServer, serve: 
     assert httpx.get(f"{app.url}/boom/not-an-int").status_code == 422
     assert httpx.get(f"{app.url}/track").status_code == 200
     events(server, "thing_done")  # delivered after everything above
-    assert [e for e in server.events() if e["event"] == "$exception"] == []
+    assert [e for e in server.events("/batch/") if e["event"] == "$exception"] == []
 
 
 def test_http_exception_503_is_an_error(server: CaptureServer, serve: Any) -> None:
@@ -293,7 +293,7 @@ def test_debug_route_unknown_kind_is_400(server: CaptureServer, serve: Any) -> N
         assert "ValueError" in r.text
     assert httpx.get(f"{app.url}/track").status_code == 200
     events(server, "thing_done")
-    assert [e for e in server.events() if e["event"] == "$exception"] == []
+    assert [e for e in server.events("/batch/") if e["event"] == "$exception"] == []
 
 
 def test_debug_route_is_404_without_debug(
@@ -366,3 +366,22 @@ def test_lifespan_flushes_when_uvicorn_gets_sigterm(server: CaptureServer) -> No
     # Flushed by the lifespan, after the app's own shutdown code and before uvicorn reported it done.
     flushed = out.index("app shutdown: events flushed (all)")
     assert flushed < out.index("Application shutdown complete"), out
+
+
+def test_the_example_app_works_as_documented(server: CaptureServer) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fastapi_example", ROOT / "examples" / "fastapi_app.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    start_obs(server)
+    with UvicornServer(example.app) as srv:
+        page = httpx.get(srv.url + "/", cookies={"session": "demo-token"})
+        assert page.status_code == 200 and page.text.count("data-obs-snippet") == 1
+        assert httpx.get(srv.url + "/orders/3", cookies={"session": "demo-token"}).status_code == 500
+        (error,) = events(server, "$exception")
+    assert error["distinct_id"] == "user-42"
+    assert error["properties"]["$request_route"] == "/orders/{order_id}"
+    (viewed,) = events(server, "dashboard_viewed")
+    assert viewed["distinct_id"] == "user-42" and viewed["properties"]["user_email"] == "ada@example.com"
