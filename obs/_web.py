@@ -19,6 +19,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_HEADER = 1000  # as posthog-python's ASGI middleware
 MAX_PATH = 2048
 MAX_FIELD = 256  # a user's id, email or name, a request id
+MAX_TOKEN = 16_384  # a JWT with many claims is longer than other headers; past this it is not read
 Scope = dict[str, Any]
 
 
@@ -31,15 +32,15 @@ def clean(value: Any, cap: int = MAX_HEADER) -> str | None:
     return _CONTROL.sub("", str(value)).strip()[:cap] or None
 
 
-def header(scope: Mapping[str, Any], name: bytes) -> str | None:
-    """The first usable value of header ``name`` (lower case), cleaned."""
+def header(scope: Mapping[str, Any], name: bytes, cap: int = MAX_HEADER) -> str | None:
+    """The first usable value of header ``name`` (lower case), cleaned and cut at ``cap``."""
     for item in scope.get("headers") or ():
         try:
             key, value = item
         except (TypeError, ValueError):
             continue
         if isinstance(key, bytes) and key.lower() == name:
-            v = clean(value)
+            v = clean(value, cap)
             if v:
                 return v
     return None
@@ -73,7 +74,7 @@ def jwt_subject(scope: Mapping[str, Any]) -> str | None:
     For analytics attribution only: anyone can forge it, exactly like the ``X-POSTHOG-DISTINCT-ID`` header.
     The token itself is never kept or sent anywhere.
     """
-    auth = header(scope, b"authorization")
+    auth = header(scope, b"authorization", MAX_TOKEN)
     if not auth or auth[:7].lower() != "bearer ":
         return None
     parts = auth[7:].strip().split(".")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -357,3 +358,37 @@ def test_gzip_response_of_a_real_gzip_body_is_valid(get: Any) -> None:
     packed = gzip.compress(page)
     r = get(ObsMiddleware(html_app(packed, content_encoding=b"gzip")))
     assert r.content == page
+
+
+def test_a_client_that_went_away_is_not_an_error(server: CaptureServer) -> None:
+    obs.init(api_key="phc_asgi", host=server.url.replace("127.0.0.1", "localhost"), flush_interval=0.05)
+    failed: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        if scope["path"] == "/fine":
+            obs.capture("fine")
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        failed.append("gone")
+        raise OSError("the client went away")  # what writing to a closed connection ends in
+
+    with UvicornServer(ObsMiddleware(app)) as srv:
+        with httpx.stream("GET", srv.url + "/slow") as r:
+            assert next(r.iter_raw()) == b"first"  # then the client hangs up
+        deadline = time.monotonic() + 5
+        while not failed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert failed == ["gone"]
+        assert httpx.get(srv.url + "/fine").status_code == 204
+        obs.flush(5)
+    names = [e["event"] for e in server.events("/batch/")]
+    assert names == ["fine"]
