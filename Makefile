@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check obs tests benchmarks
-	$(BIN)/ruff format --check obs tests benchmarks
+	$(BIN)/ruff check obs tests benchmarks examples
+	$(BIN)/ruff format --check obs tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

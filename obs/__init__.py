@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from . import events, integrations, sinks, testing
     from ._client import Client, DisabledClient
     from ._config import ConfigError, Settings
+    from ._snippet import browser_snippet
     from .integrations.anthropic import instrument_anthropic
     from .integrations.openai import instrument_openai
 
@@ -52,6 +53,8 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
         return getattr(importlib.import_module("obs._client"), name)
     if name in ("events", "sinks", "testing", "integrations"):
         return importlib.import_module(f"obs.{name}")
+    if name == "browser_snippet":
+        return importlib.import_module("obs._snippet").browser_snippet
     if name in ("instrument_openai", "instrument_anthropic"):
         return getattr(importlib.import_module(f"obs.integrations.{name[11:]}"), name)
     raise AttributeError(f"module 'obs' has no attribute {name!r}")
@@ -69,6 +72,7 @@ __all__ = [
     "aget_feature_flag",
     "aget_feature_flag_payload",
     "ashutdown",
+    "browser_snippet",
     "capture",
     "capture_ai",
     "capture_errors",

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     identify_pii: IdentifyPII = Field("email", validation_alias="POSTHOG_IDENTIFY_PII")
     replay: bool = Field(True, validation_alias="POSTHOG_REPLAY")
     replay_mask_selector: str | None = Field(None, validation_alias="POSTHOG_REPLAY_MASK_SELECTOR")
+    # The web integration (docs/web.md): where the page loads posthog-js from, and the HTML it rewrites.
+    script_url: str | None = Field(None, validation_alias="POSTHOG_SCRIPT_URL")
+    inject_max_bytes: int = Field(4 * 1024 * 1024, ge=0, validation_alias="OBS_INJECT_MAX_BYTES")
     llm_payloads: bool = Field(False, validation_alias="POSTHOG_LLM_PAYLOADS")
     llm_payload_max_chars: int = Field(30_000, ge=0, validation_alias="POSTHOG_LLM_PAYLOAD_MAX_CHARS")
     ai_route: bool = Field(False, validation_alias="OBS_AI_ROUTE")
@@ -150,6 +153,16 @@ class Settings(BaseSettings):
             )
             return "email"
         return mode
+
+    @field_validator("script_url", mode="before")
+    @classmethod
+    def _check_script_url(cls, v: Any) -> Any:
+        if v is None or not str(v).strip():
+            return None
+        raw = str(v).strip()
+        if not raw.startswith(("https://", "http://", "/")):
+            raise ValueError(f"POSTHOG_SCRIPT_URL {raw!r} must be an http(s) URL or a path starting with /")
+        return raw
 
     @field_validator(
         "environment", "release", "release_channel", "deployment_env", "spool_dir", mode="before"

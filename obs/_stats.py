@@ -45,6 +45,7 @@ FIELDS = (
     "flag_requests",  # flag evaluations asked of PostHog's /flags (not cached, not decided locally)
     "flag_errors",  # feature flag evaluations that failed and returned the caller's default
     "flag_local_failures",  # flag definitions not loaded in time or at all, or a local evaluation error
+    "integration_errors",  # trouble inside a framework integration (logged; the request went on)
     # Internal, for `captured`: refused on the caller's thread, and taken from the queue by the worker.
     "refused",
     "drained",
