@@ -20,9 +20,10 @@ was still queued or in flight is then handed to a sink that can keep it (the spo
 ``dropped_shutdown``.
 
 Fork safety: the worker holds its gate whenever it runs Python code and lets go of it only while its loop
-waits in ``select()``. A before-fork hook takes every gate, so ``os.fork()`` never copies the process while
-the worker is halfway through an import, a log call or HTTP bookkeeping, whose locks the child would
-inherit held (its fresh worker then hung on them).
+waits in ``select()``; a DNS lookup in its executor holds a second lock. A before-fork hook takes both, so
+``os.fork()`` never copies the process while the worker is halfway through an import, a log call, HTTP
+bookkeeping or the C library's ``getaddrinfo``, whose locks the child would inherit held (its fresh worker
+then hung on them).
 
 Exit: the loop's default executor (DNS lookups) runs its work on the calling thread once the interpreter
 refuses new threads, so the flush at interpreter exit can still resolve a hostname.
@@ -112,9 +113,13 @@ FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next s
 
 
 def _before_fork() -> None:
+    deadline = time.monotonic() + FORK_WAIT
     for w in list(_gated):
-        if w.thread.is_alive() and w._gate.acquire(timeout=FORK_WAIT):
-            _held_for_fork.append(w._gate)
+        if not w.thread.is_alive():
+            continue
+        for lock in (w._gate, w._lookups):
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                _held_for_fork.append(lock)
 
 
 def _after_fork_in_parent() -> None:
@@ -151,18 +156,27 @@ def _gated_selector(gate: threading.Lock) -> selectors.BaseSelector:
 class _ExitSafeExecutor(ThreadPoolExecutor):
     """The worker loop's default executor (asyncio runs DNS lookups in it).
 
-    Once the interpreter is exiting it refuses new work ("cannot schedule new futures after interpreter
-    shutdown"); the lookup then runs on the calling thread, which at that point only has the exit flush
-    to do.
+    Each job runs holding ``lookups``, which a fork takes too: a child forked while the C library's
+    ``getaddrinfo`` held its own locks would hang in its first lookup. Once the interpreter is exiting the
+    pool refuses new work ("cannot schedule new futures after interpreter shutdown"); the lookup then runs
+    on the calling thread, which at that point only has the exit flush to do.
     """
+
+    def __init__(self, lookups: threading.Lock) -> None:
+        super().__init__(max_workers=2, thread_name_prefix="obs-dns")
+        self._lookups = lookups
+
+    def _locked(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lookups:
+            return fn(*args, **kwargs)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         try:
-            return super().submit(fn, *args, **kwargs)
+            return super().submit(self._locked, fn, *args, **kwargs)
         except RuntimeError:
             future: concurrent.futures.Future[Any] = concurrent.futures.Future()
             try:
-                future.set_result(fn(*args, **kwargs))
+                future.set_result(self._locked(fn, *args, **kwargs))
             except BaseException as e:
                 future.set_exception(e)
             return future
@@ -191,6 +205,7 @@ class Worker:
         self._room: anyio.Event | None = None  # set by a sink task when it takes a batch off its backlog
         self.stash_time = 0.0  # after an abort: seconds to spend keeping stranded events in the spool
         self._gate = threading.Lock()
+        self._lookups = threading.Lock()  # held by a DNS lookup in progress (see _ExitSafeExecutor)
         self.thread = threading.Thread(target=self._run, name="obs-worker", daemon=True)
 
     def start(self) -> None:
@@ -225,7 +240,7 @@ class Worker:
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.SelectorEventLoop(_gated_selector(self._gate))
-        loop.set_default_executor(_ExitSafeExecutor(max_workers=2, thread_name_prefix="obs-dns"))
+        loop.set_default_executor(_ExitSafeExecutor(self._lookups))
         return loop
 
     def _run(self) -> None:

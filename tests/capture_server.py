@@ -241,6 +241,8 @@ def refused_url() -> str:
 if __name__ == "__main__":  # a separate process for benchmarks: prints its URL, serves until stdin closes
     srv = CaptureServer(record=False).start()
     print(srv.url, flush=True)
-    while sys.stdin.readline():
+    while line := sys.stdin.readline():
+        if line.strip() == "hang":  # from now on, hold every request without answering (benchmarks)
+            srv.default = Reply(hang=True, delay=3600)
         print(srv.count_events, flush=True)
     srv.stop()

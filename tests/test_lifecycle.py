@@ -43,7 +43,7 @@ def test_exit_without_flush_loses_nothing(server: CaptureServer) -> None:
             obs.capture("bulk", {"i": i}, distinct_id="u")
         print("captured")
         """,
-        {"POSTHOG_API_KEY": "phc_sub", "POSTHOG_HOST": server.url},
+        {"POSTHOG_API_KEY": "phc_sub", "POSTHOG_HOST": server.host_url},
     )
     assert out.returncode == 0, out.stderr
     assert server.wait_for_events(10_000, timeout=5)
@@ -63,7 +63,7 @@ def test_exit_with_an_unreachable_server_is_bounded(server: CaptureServer) -> No
         """,
         {
             "POSTHOG_API_KEY": "phc_sub",
-            "POSTHOG_HOST": server.url,
+            "POSTHOG_HOST": server.host_url,
             "OBS_SHUTDOWN_TIMEOUT": "1",
             "OBS_TIMEOUT": "0.5",
         },
@@ -74,7 +74,7 @@ def test_exit_with_an_unreachable_server_is_bounded(server: CaptureServer) -> No
 
 
 def test_flush_waits_for_delivery_and_shutdown_stops(server: CaptureServer) -> None:
-    client = obs.init(api_key="phc_x", host=server.url, flush_interval=60)
+    client = obs.init(api_key="phc_x", host=server.host_url, flush_interval=60)
     for i in range(5):
         obs.capture("e", {"i": i}, distinct_id="u")
     assert obs.flush(5)
@@ -85,13 +85,13 @@ def test_flush_waits_for_delivery_and_shutdown_stops(server: CaptureServer) -> N
     assert client.stats()["dropped_closed"] == 1
     assert not obs.shutdown(5)  # a second shutdown is harmless, and says the late event was lost
     assert obs.shutdown(5)  # once
-    again = obs.init(api_key="phc_x", host=server.url)
+    again = obs.init(api_key="phc_x", host=server.host_url)
     assert again is not client and obs.capture("again", distinct_id="u") is not None
 
 
 def test_flush_timeout_returns_false_while_the_server_hangs(server: CaptureServer) -> None:
     server.script(Reply(hang=True, delay=3))
-    obs.init(api_key="phc_x", host=server.url, timeout=5, max_retries=0)
+    obs.init(api_key="phc_x", host=server.host_url, timeout=5, max_retries=0)
     obs.capture("e", distinct_id="u")
     started = time.monotonic()
     assert obs.flush(0.3) is False
@@ -99,7 +99,7 @@ def test_flush_timeout_returns_false_while_the_server_hangs(server: CaptureServe
 
 
 def test_flush_from_many_threads_at_once(server: CaptureServer) -> None:
-    obs.init(api_key="phc_x", host=server.url, flush_interval=60)
+    obs.init(api_key="phc_x", host=server.host_url, flush_interval=60)
     results: list[bool] = []
 
     def worker(n: int) -> None:
@@ -117,7 +117,7 @@ def test_flush_from_many_threads_at_once(server: CaptureServer) -> None:
 
 
 def test_aflush_and_ashutdown_on_asyncio_and_trio(server: CaptureServer) -> None:
-    obs.init(api_key="phc_x", host=server.url, flush_interval=60)
+    obs.init(api_key="phc_x", host=server.host_url, flush_interval=60)
 
     async def produce(tag: str) -> bool:
         obs.capture(tag, distinct_id="u")
@@ -148,20 +148,20 @@ def test_queue_full_drops_new_events_counts_and_warns_once(caplog: pytest.LogCap
 
 
 def test_flush_at_wakes_the_worker_before_the_interval(server: CaptureServer) -> None:
-    obs.init(api_key="phc_x", host=server.url, flush_at=10, flush_interval=60)
+    obs.init(api_key="phc_x", host=server.host_url, flush_at=10, flush_interval=60)
     for i in range(10):
         obs.capture("e", {"i": i}, distinct_id="u")
     assert server.wait_for_events(10, timeout=5)
 
 
 def test_flush_interval_sends_a_partial_batch(server: CaptureServer) -> None:
-    obs.init(api_key="phc_x", host=server.url, flush_at=100, flush_interval=0.2)
+    obs.init(api_key="phc_x", host=server.host_url, flush_at=100, flush_interval=0.2)
     obs.capture("e", distinct_id="u")
     assert server.wait_for_events(1, timeout=5)
 
 
 def test_many_producers_threads_asyncio_and_trio_exactly_once(server: CaptureServer) -> None:
-    client = obs.init(api_key="phc_x", host=server.url, flush_at=50)
+    client = obs.init(api_key="phc_x", host=server.host_url, flush_at=50)
     per = 500
     barrier = threading.Barrier(10)
 
@@ -215,7 +215,7 @@ def test_many_producers_threads_asyncio_and_trio_exactly_once(server: CaptureSer
 
 
 def test_events_from_one_thread_keep_their_order(server: CaptureServer) -> None:
-    obs.init(api_key="phc_x", host=server.url, flush_at=7)
+    obs.init(api_key="phc_x", host=server.host_url, flush_at=7)
     for i in range(100):
         obs.capture("o", {"i": i}, distinct_id="u")
     assert obs.flush(5)
@@ -239,7 +239,7 @@ def test_fork_child_gets_a_fresh_worker_and_not_the_parents_queue(server: Captur
         assert os.waitstatus_to_exitcode(status) == 0, status
         obs.capture("parent_after_fork", distinct_id="parent")
         """,
-        {"POSTHOG_API_KEY": "phc_fork", "POSTHOG_HOST": server.url},
+        {"POSTHOG_API_KEY": "phc_fork", "POSTHOG_HOST": server.host_url},
     )
     assert out.returncode == 0, out.stderr
     assert server.wait_for_events(5, timeout=5)
@@ -263,7 +263,7 @@ def test_multiprocessing_fork_children_flush_when_they_end(server: CaptureServer
             for p in procs: p.join()
             assert all(p.exitcode == 0 for p in procs)
         """,
-        {"POSTHOG_API_KEY": "phc_mp", "POSTHOG_HOST": server.url},
+        {"POSTHOG_API_KEY": "phc_mp", "POSTHOG_HOST": server.host_url},
     )
     assert out.returncode == 0, out.stderr
     assert server.wait_for_events(60, timeout=5)

@@ -75,3 +75,33 @@ def test_fork_while_sending_every_child_delivers_every_round(server: CaptureServ
         assert time.monotonic() - started < 30
         rounds += 1
     assert rounds >= 3
+
+
+FIRST_LOOKUP = """
+import os, obs
+obs.init(flush_interval=60)
+for i in range(3):
+    obs.capture("parent", {"i": i}, distinct_id="parent")  # the worker's first drain sends them now
+pid = os.fork()  # ...while it may be inside the process's first getaddrinfo
+if pid == 0:
+    obs.capture("child", distinct_id="child")
+    os._exit(0 if obs.flush(5) else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_fork_during_the_parents_first_lookup(server: CaptureServer) -> None:
+    # A child forked while the parent's first DNS lookup held the C library's locks hung in its own first
+    # lookup (its flush timed out, about 1 run in 2): lookups now hold a lock the fork takes first.
+    rounds, deadline = 0, time.monotonic() + 40
+    while rounds < 10 and time.monotonic() < deadline:
+        out = run_py(
+            FIRST_LOOKUP, {"POSTHOG_API_KEY": "phc_fork", "POSTHOG_HOST": server.host_url}, timeout=30
+        )
+        assert out.returncode == 0, out.stderr
+        assert "child 0" in out.stdout, f"round {rounds}: the child could not deliver; {out.stderr}"
+        rounds += 1
+    assert rounds >= 5
+    assert server.wait_for_events(4 * rounds, timeout=10)
+    assert Counter(e["event"] for e in server.events()) == {"parent": 3 * rounds, "child": rounds}

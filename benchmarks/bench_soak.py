@@ -1,0 +1,184 @@
+"""Soak: 1,000,000 events through each SDK to a live local collector, RSS sampled all along; and the memory
+one queued event costs when the endpoint is dead.
+
+    .venv/bin/python benchmarks/bench_soak.py [--events 1000000] [--plot docs/soak.png]
+
+Part 1, soak. For obs and posthog-python in turn, a fresh process captures ``--events`` small events
+(``{"a": 1, "b": "x"}``) in chunks of 10,000 against ``tests/capture_server.py`` in another process, sampling
+its resident set size (``/proc/self/statm``) after every chunk, then shuts down. Both SDKs get
+``max_queue_size=100_000``; a capture refused because the queue was full is counted as such. Printed: RSS at
+start, peak and end, the events delivered, and the whole process's CPU time per delivered event
+(``resource.getrusage``: every thread, serialisation and HTTP included). The RSS curves go to ``--plot``.
+
+Part 2, memory per queued event. The endpoint hangs (nobody answers), ``max_queue_size=100_000``, and
+100,000 events are captured: the RSS growth divided by the events held is the cost of one queued event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _harness import REPO, ServerProcess, clean_env, machine
+
+QUEUE = 100_000
+CHUNK = 10_000
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _client(sdk: str, url: str, **kw: Any) -> tuple[Any, Any]:
+    """(capture(i), shutdown()) for one SDK."""
+    props = {"a": 1, "b": "x"}
+    if sdk == "obs":
+        import obs
+
+        obs.init(api_key="phc_soak", host=url, max_queue_size=QUEUE, **kw)
+
+        def cap_obs(i: int) -> bool:
+            return obs.capture("evt", props, distinct_id="u1") is not None
+
+        return cap_obs, obs.shutdown
+    import posthog
+
+    client = posthog.Client("phc_soak", host=url, max_queue_size=QUEUE, **kw)
+
+    def cap_ph(i: int) -> bool:
+        return client.capture("evt", distinct_id="u1", properties=props) is not None
+
+    return cap_ph, client.shutdown
+
+
+def child_soak(sdk: str, url: str, events: int) -> dict[str, Any]:
+    capture, shutdown = _client(sdk, url)
+    capture(-1)
+    time.sleep(0.3)
+    cpu0, samples, refused = _cpu(), [(0, _rss())], 0
+    for start in range(0, events, CHUNK):
+        for i in range(start, start + CHUNK):
+            if not capture(i):
+                refused += 1
+        samples.append((start + CHUNK, _rss()))
+    shutdown()
+    return {"samples": samples, "cpu": _cpu() - cpu0, "refused": refused, "end_rss": _rss()}
+
+
+def child_queued(sdk: str, url: str) -> dict[str, Any]:
+    capture, _ = _client(sdk, url, timeout=60)
+    capture(-1)
+    time.sleep(0.5)  # the first request is out and hanging; everything after waits in memory
+    before = _rss()
+    held = sum(1 for i in range(QUEUE) if capture(i))
+    return {"bytes": _rss() - before, "held": held}
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO),
+        env=clean_env(),
+        check=False,
+        timeout=1800,
+    )
+    if out.returncode != 0 and not out.stdout.strip():
+        raise RuntimeError(f"{args[0]} {args[1]} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, sdk, url = sys.argv[2], sys.argv[3], sys.argv[4]
+        if kind == "soak":
+            print(json.dumps(child_soak(sdk, url, int(sys.argv[5]))), flush=True)
+        else:
+            result = child_queued(sdk, url)
+            print(json.dumps(result), flush=True)
+            import os
+
+            os._exit(0)  # the endpoint hangs: do not wait for either SDK's exit flush
+        return
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--plot", default=str(REPO / "docs" / "soak.png"))
+    args = ap.parse_args()
+    clean_env()
+    print("bench_soak: RSS over 1,000,000 events to a live collector; bytes per queued event, endpoint dead")
+    print(f"machine: {machine()}\n")
+
+    soak: dict[str, dict[str, Any]] = {}
+    for sdk in ("obs", "posthog"):
+        with ServerProcess() as server:
+            res = run_child(["soak", sdk, server.url, str(args.events)])
+            res["delivered"] = server.settled_count(args.events - res["refused"], timeout=30)
+        soak[sdk] = res
+    print(
+        f"{'':16}{'RSS start':>12}{'RSS peak':>12}{'RSS end':>12}"
+        f"{'delivered':>12}{'refused':>10}{'CPU/event':>12}"
+    )
+    for sdk, res in soak.items():
+        rss = [r for _, r in res["samples"]]
+        per = res["cpu"] / max(1, res["delivered"]) * 1e6
+        print(
+            f"{sdk:16}{rss[0] / 2**20:>10.1f}Mi{max(rss) / 2**20:>10.1f}Mi{rss[-1] / 2**20:>10.1f}Mi"
+            f"{res['delivered']:>12,}{res['refused']:>10,}{per:>10.1f}µs"
+        )
+
+    print("\nmemory per queued event (endpoint hangs, 100,000 captured):")
+    for sdk in ("obs", "posthog"):
+        with ServerProcess() as server:
+            server_hang(server)
+            res = run_child(["queued", sdk, server.url])
+        print(f"  {sdk:14} {res['bytes'] / max(1, res['held']):>7.0f} B/event ({res['held']:,} held)")
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib not installed: no plot; `pip install -e '.[bench]'`)")
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for sdk, res in soak.items():
+        xs = [n / 1e3 for n, _ in res["samples"]]
+        ax.plot(
+            xs, [r / 2**20 for _, r in res["samples"]], label="posthog-python" if sdk == "posthog" else sdk
+        )
+    ax.set_xlabel("events captured (thousands)")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_title(f"RSS while capturing {args.events:,} events (live local collector)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=110)
+    print(f"\nplot: {args.plot}")
+
+
+def server_hang(server: ServerProcess) -> None:
+    """Make the server process hang every request: it reads 'hang' on stdin (tests/capture_server.py)."""
+    assert server._proc.stdin is not None and server._proc.stdout is not None
+    server._proc.stdin.write("hang\n")
+    server._proc.stdin.flush()
+    server._proc.stdout.readline()
+
+
+if __name__ == "__main__":
+    main()
