@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import anyio
 import pytest
@@ -20,23 +16,11 @@ import trio
 import obs
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer, Reply
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
+from tests.procs import run_py
 
 
 def test_exit_without_flush_loses_nothing(server: CaptureServer) -> None:
-    out = _run(
+    out = run_py(
         """
         import obs
         for i in range(10_000):
@@ -56,7 +40,7 @@ def test_exit_without_flush_loses_nothing(server: CaptureServer) -> None:
 def test_exit_with_an_unreachable_server_is_bounded(server: CaptureServer) -> None:
     server.default = Reply(hang=True, delay=30)
     started = time.monotonic()
-    out = _run(
+    out = run_py(
         """
         import obs
         obs.capture("x", distinct_id="u")
@@ -224,7 +208,7 @@ def test_events_from_one_thread_keep_their_order(server: CaptureServer) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_fork_child_gets_a_fresh_worker_and_not_the_parents_queue(server: CaptureServer) -> None:
-    out = _run(
+    out = run_py(
         """
         import os, obs
         obs.init(flush_interval=60)
@@ -249,7 +233,7 @@ def test_fork_child_gets_a_fresh_worker_and_not_the_parents_queue(server: Captur
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_multiprocessing_fork_children_flush_when_they_end(server: CaptureServer) -> None:
-    out = _run(
+    out = run_py(
         """
         import multiprocessing as mp, obs
         obs.init()

@@ -6,33 +6,15 @@ says why not: real PostHog hosts are names, and the exit path once failed only f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.procs import ROOT, run_py
+
+__all__ = ["ROOT", "assert_accounted", "outcomes", "run_py"]
 _TABLE: list[tuple[str, str, str]] = []
-
-
-def run_py(
-    code: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter with only ``env`` (plus PATH and the repo on PYTHONPATH)."""
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=cwd,
-    )
 
 
 def outcomes(stats: dict[str, Any]) -> int:
