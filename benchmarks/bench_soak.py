@@ -4,14 +4,15 @@ one queued event costs when the endpoint is dead.
     .venv/bin/python benchmarks/bench_soak.py [--events 1000000] [--plot docs/soak.png]
 
 Part 1, soak. For obs and posthog-python in turn, a fresh process captures ``--events`` small events
-(``{"a": 1, "b": "x"}``) in chunks of 10,000 against ``tests/capture_server.py`` in another process, sampling
-its resident set size (``/proc/self/statm``) after every chunk, then shuts down. Both SDKs get
-``max_queue_size=100_000``; a capture refused because the queue was full is counted as such. Printed: RSS at
-start, peak and end, the events delivered, and the whole process's CPU time per delivered event
-(``resource.getrusage``: every thread, serialisation and HTTP included). The RSS curves go to ``--plot``.
+(``{"a": 1, "b": "x"}``) against ``tests/capture_server.py`` in another process, in chunks of 10,000, each
+followed by a flush (so the producer never outruns delivery and nothing is refused), sampling its resident
+set size (``/proc/self/statm``) after every chunk, then shuts down. Printed: RSS at start, peak and end,
+the events the server received, and the whole process's CPU time per delivered event
+(``resource.getrusage``: caller, worker, serialisation and HTTP). The RSS curves go to ``--plot``.
 
-Part 2, memory per queued event. The endpoint hangs (nobody answers), ``max_queue_size=100_000``, and
-100,000 events are captured: the RSS growth divided by the events held is the cost of one queued event.
+Part 2, a dead endpoint. Nobody answers, ``max_queue_size=100_000``, and 200,000 events are captured as
+fast as the caller can: the caller's latency per capture (p50, p99, max; ``perf_counter_ns`` around each
+call), and the RSS growth divided by the events held, the cost of one queued event.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _client(sdk: str, url: str, **kw: Any) -> tuple[Any, Any]:
-    """(capture(i), shutdown()) for one SDK."""
+def _client(sdk: str, url: str, **kw: Any) -> tuple[Any, Any, Any]:
+    """(capture(i), flush(), shutdown()) for one SDK."""
     props = {"a": 1, "b": "x"}
     if sdk == "obs":
         import obs
@@ -52,7 +53,7 @@ def _client(sdk: str, url: str, **kw: Any) -> tuple[Any, Any]:
         def cap_obs(i: int) -> bool:
             return obs.capture("evt", props, distinct_id="u1") is not None
 
-        return cap_obs, obs.shutdown
+        return cap_obs, obs.flush, obs.shutdown
     import posthog
 
     client = posthog.Client("phc_soak", host=url, max_queue_size=QUEUE, **kw)
@@ -60,30 +61,42 @@ def _client(sdk: str, url: str, **kw: Any) -> tuple[Any, Any]:
     def cap_ph(i: int) -> bool:
         return client.capture("evt", distinct_id="u1", properties=props) is not None
 
-    return cap_ph, client.shutdown
+    return cap_ph, client.flush, client.shutdown
 
 
 def child_soak(sdk: str, url: str, events: int) -> dict[str, Any]:
-    capture, shutdown = _client(sdk, url)
+    capture, flush, shutdown = _client(sdk, url)
     capture(-1)
-    time.sleep(0.3)
-    cpu0, samples, refused = _cpu(), [(0, _rss())], 0
+    flush()
+    cpu0, wall0, samples, refused = _cpu(), time.perf_counter(), [(0, _rss())], 0
     for start in range(0, events, CHUNK):
         for i in range(start, start + CHUNK):
             if not capture(i):
                 refused += 1
+        flush()
         samples.append((start + CHUNK, _rss()))
     shutdown()
-    return {"samples": samples, "cpu": _cpu() - cpu0, "refused": refused, "end_rss": _rss()}
+    return {"samples": samples, "cpu": _cpu() - cpu0, "wall": time.perf_counter() - wall0, "refused": refused}
 
 
-def child_queued(sdk: str, url: str) -> dict[str, Any]:
-    capture, _ = _client(sdk, url, timeout=60)
+def child_dead(sdk: str, url: str) -> dict[str, Any]:
+    capture, _, _ = _client(sdk, url, timeout=60)
     capture(-1)
     time.sleep(0.5)  # the first request is out and hanging; everything after waits in memory
     before = _rss()
-    held = sum(1 for i in range(QUEUE) if capture(i))
-    return {"bytes": _rss() - before, "held": held}
+    clock = time.perf_counter_ns
+    lat: list[int] = []
+    held = 0
+    for i in range(2 * QUEUE):
+        t0 = clock()
+        ok = capture(i)
+        lat.append(clock() - t0)
+        if ok:
+            held += 1
+    grown = _rss() - before - len(lat) * 8  # the latency list itself
+    lat.sort()
+    n = len(lat)
+    return {"bytes": grown, "held": held, "p50": lat[n // 2], "p99": lat[n * 99 // 100], "max": lat[-1]}
 
 
 def run_child(args: list[str]) -> dict[str, Any]:
@@ -107,7 +120,7 @@ def main() -> None:
         if kind == "soak":
             print(json.dumps(child_soak(sdk, url, int(sys.argv[5]))), flush=True)
         else:
-            result = child_queued(sdk, url)
+            result = child_dead(sdk, url)
             print(json.dumps(result), flush=True)
             import os
 
@@ -126,26 +139,29 @@ def main() -> None:
     for sdk in ("obs", "posthog"):
         with ServerProcess() as server:
             res = run_child(["soak", sdk, server.url, str(args.events)])
-            res["delivered"] = server.settled_count(args.events - res["refused"], timeout=30)
+            res["delivered"] = server.settled_count(args.events + 1, timeout=30)
         soak[sdk] = res
     print(
         f"{'':16}{'RSS start':>12}{'RSS peak':>12}{'RSS end':>12}"
-        f"{'delivered':>12}{'refused':>10}{'CPU/event':>12}"
+        f"{'delivered':>12}{'refused':>10}{'wall s':>9}{'CPU/event':>12}"
     )
     for sdk, res in soak.items():
         rss = [r for _, r in res["samples"]]
         per = res["cpu"] / max(1, res["delivered"]) * 1e6
         print(
             f"{sdk:16}{rss[0] / 2**20:>10.1f}Mi{max(rss) / 2**20:>10.1f}Mi{rss[-1] / 2**20:>10.1f}Mi"
-            f"{res['delivered']:>12,}{res['refused']:>10,}{per:>10.1f}µs"
+            f"{res['delivered']:>12,}{res['refused']:>10,}{res['wall']:>9.1f}{per:>10.1f}µs"
         )
 
-    print("\nmemory per queued event (endpoint hangs, 100,000 captured):")
+    print("\ndead endpoint, 200,000 captured (max_queue_size=100,000):")
+    print(f"  {'':14}{'p50 ns':>9}{'p99 ns':>9}{'max µs':>9}{'held':>10}{'B/queued event':>16}")
     for sdk in ("obs", "posthog"):
         with ServerProcess() as server:
             server_hang(server)
-            res = run_child(["queued", sdk, server.url])
-        print(f"  {sdk:14} {res['bytes'] / max(1, res['held']):>7.0f} B/event ({res['held']:,} held)")
+            res = run_child(["dead", sdk, server.url])
+        per = res["bytes"] / max(1, res["held"])
+        top = res["max"] / 1e3
+        print(f"  {sdk:14}{res['p50']:>9,}{res['p99']:>9,}{top:>9,.0f}{res['held']:>10,}{per:>16,.0f}")
 
     try:
         import matplotlib

@@ -350,13 +350,19 @@ class Client:
             q = self._queue
             if len(q) >= self._max_queue:
                 return self._drop()
+            props = None
+            if properties:
+                try:
+                    props = dict(properties)  # copied now: the caller may change them after we return
+                except Exception as e:  # a Mapping whose iteration fails: sent without its properties
+                    self._unreadable(e)
             ns = _time_ns()
             u = uuid7(ns) if uuid is None else _as_uuid(uuid)
             q.append(
                 (
                     kind,
                     name,
-                    self._copy(properties) if properties is not None else None,
+                    props,
                     distinct_id,
                     ns if timestamp is None else self._timestamp(timestamp, ns),
                     u,
@@ -383,14 +389,9 @@ class Client:
             warn_every("bad-timestamp", 60, "obs: timestamp %s; the event is sent with the capture time", e)
             return ns
 
-    def _copy(self, properties: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The caller's properties, copied now (they may change after capture returns)."""
-        try:
-            return dict(properties) if properties else None
-        except Exception as e:  # a Mapping whose iteration fails: the event goes without its properties
-            self._stats.incr("properties_dropped")
-            warn_every("props-iter", 10, "obs: properties could not be read (%s); sent without them", e)
-            return None
+    def _unreadable(self, e: Exception) -> None:
+        self._stats.incr("properties_dropped")
+        warn_every("props-iter", 10, "obs: properties could not be read (%r); sent without them", e)
 
     def _refuse(self, reason: str, why: str) -> str | None:
         self._stats.incr(reason)

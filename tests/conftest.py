@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 import obs
+from obs import _log
 from obs._client import Client, DisabledClient
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
@@ -21,6 +22,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for k in list(os.environ):
         if k.startswith(_OBS_ENV):
             monkeypatch.delenv(k)
+    _log._last.clear()  # rate-limited warnings start afresh: a test sees the lines its own code logs
+    _log._tally.clear()
     yield
     c = obs._api._client
     if c is not None:
