@@ -57,6 +57,9 @@ class _View:
 class Event(dict[str, Any], _View):
     """One wire event (``event``, ``distinct_id``, ``timestamp``, ``uuid``, ``properties``)."""
 
+    # IPython's printer takes `_repr_pretty_` from the class's own namespace before dict's printer.
+    _repr_pretty_ = _View._repr_pretty_
+
     def text(self) -> str:
         line = _headline(self)
         lines = [f"{self.get('event')}  {self.get('distinct_id')}  {_clock(self.get('timestamp'))}"]
@@ -78,6 +81,8 @@ class Event(dict[str, Any], _View):
 
 class EventList(list[Event], _View):
     """Wire events in order; each item an :class:`Event`. ``named`` and ``trace`` give narrower views."""
+
+    _repr_pretty_ = _View._repr_pretty_
 
     def __init__(self, events: Iterable[Mapping[str, Any]] = ()) -> None:
         super().__init__(e if isinstance(e, Event) else Event(e) for e in events)
