@@ -18,7 +18,7 @@ import datetime as dt
 import html
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 # What obs adds to every event; hidden from the readable forms (still in the data). Kept here, not
 # imported from obs.events, so that showing events never needs pydantic.
@@ -87,6 +87,17 @@ class EventList(list[Event], _View):
     def __init__(self, events: Iterable[Mapping[str, Any]] = ()) -> None:
         super().__init__(e if isinstance(e, Event) else Event(e) for e in events)
 
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> Event: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> EventList: ...
+
+    def __getitem__(self, i: SupportsIndex | slice) -> Event | EventList:
+        if isinstance(i, slice):
+            return EventList(super().__getitem__(i))  # a slice is a view too
+        return super().__getitem__(i)
+
     def named(self, name: str) -> EventList:
         """The events called ``name``."""
         return EventList(e for e in self if e.get("event") == name)
@@ -136,26 +147,30 @@ class _Node:
 
 
 class TraceTree(_View):
-    """`$ai_*` events as trees: a trace, its spans and generations, tool calls under their generation.
+    """`$ai_*` events as trees: a trace, its spans and generations, tool calls under their generation, and
+    the `$exception` events raised inside a trace under the span they were raised in.
 
     Built from any events (others are ignored); ``trace_id`` keeps one trace. An event whose parent is
     not among them is shown at the top level.
     """
 
     def __init__(self, events: Iterable[Mapping[str, Any]], trace_id: str | None = None) -> None:
-        ai = [
-            e
-            for e in events
-            if e.get("event") in _AI_EVENTS
-            and (trace_id is None or (e.get("properties") or {}).get("$ai_trace_id") == trace_id)
-        ]
-        nodes: dict[Any, _Node] = {}
-        for e in ai:
+        nodes: dict[Any, tuple[_Node, Any]] = {}  # own id -> (node, parent id)
+        for e in events:
             props = e.get("properties") or {}
-            nodes.setdefault(props.get("$ai_span_id") or e.get("uuid"), _Node(e))
+            if not isinstance(props, Mapping) or (
+                trace_id is not None and props.get("$ai_trace_id") != trace_id
+            ):
+                continue
+            if e.get("event") in _AI_EVENTS:
+                nodes.setdefault(
+                    props.get("$ai_span_id") or e.get("uuid"), (_Node(e), props.get("$ai_parent_id"))
+                )
+            elif e.get("event") == "$exception" and props.get("$ai_trace_id"):
+                nodes.setdefault(e.get("uuid"), (_Node(e), props.get("$ai_span_id")))
         self.roots: list[_Node] = []
-        for node in nodes.values():
-            parent = nodes.get((node.event.get("properties") or {}).get("$ai_parent_id"))
+        for node, parent_id in nodes.values():
+            parent = nodes.get(parent_id, (None,))[0]
             (parent.children if parent is not None and parent is not node else self.roots).append(node)
         self.roots.sort(key=_start_key)
         stack = [(r, 0) for r in self.roots]
@@ -194,8 +209,13 @@ class TraceTree(_View):
         body = []
         for _, e, prefix in rows:
             p = e.get("properties") or {}
-            kind = str(e.get("event", "")).removeprefix("$ai_")
-            name = p.get("$ai_span_name") or ("" if kind in ("generation", "embedding") else kind)
+            kind = str(e.get("event", "")).removeprefix("$ai_").removeprefix("$")
+            name = p.get("$ai_span_name") or ""
+            error = (
+                _exception(p)
+                if kind == "exception"
+                else p.get("$ai_error") or ("error" if p.get("$ai_is_error") else "")
+            )
             cells = (
                 f"{prefix}{kind}",
                 name,
@@ -203,7 +223,7 @@ class TraceTree(_View):
                 _tokens(p),
                 _cost(p),
                 _latency(p.get("$ai_latency")),
-                p.get("$ai_error") or ("error" if p.get("$ai_is_error") else ""),
+                error,
             )
             body.append(
                 "<tr>"
@@ -235,10 +255,9 @@ def _headline(e: Mapping[str, Any]) -> str:
 
 def _summary(name: Any, p: Mapping[str, Any]) -> str:
     if name == "$exception":
-        first = (p.get("$exception_list") or [{}])[0]
-        frames = (first.get("stacktrace") or {}).get("frames") or []
+        frames = ((p.get("$exception_list") or [{}])[0].get("stacktrace") or {}).get("frames") or []
         where = f" (in {frames[-1].get('function')})" if frames else ""
-        return f"{first.get('type')}: {_short(first.get('value'), 120)}{where} [{p.get('$exception_level')}]"
+        return f"{_exception(p)}{where} [{p.get('$exception_level')}]"
     if name in _AI_EVENTS:
         return _label({"event": name, "properties": p})
     if name == "$feature_flag_called":
@@ -251,8 +270,15 @@ def _summary(name: Any, p: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={_short(v, 40)}" for k, v in own.items())
 
 
+def _exception(p: Mapping[str, Any]) -> str:
+    first = (p.get("$exception_list") or [{}])[0]
+    return f"{first.get('type')}: {_short(first.get('value'), 120)}"
+
+
 def _label(e: Mapping[str, Any]) -> str:
     p = e.get("properties") or {}
+    if e.get("event") == "$exception":
+        return f"exception {_exception(p)}"
     kind = str(e.get("event", "")).removeprefix("$ai_")
     parts = [kind]
     if p.get("$ai_span_name"):
@@ -262,6 +288,8 @@ def _label(e: Mapping[str, Any]) -> str:
     details = [x for x in (_tokens(p), _cost(p) and f"${_cost(p)}", _latency(p.get("$ai_latency"))) if x]
     if kind == "trace" and p.get("$ai_trace_generations") is not None:
         details.insert(0, f"{p['$ai_trace_generations']} generation(s)")
+    if p.get("$ai_tool_call_id"):
+        details.insert(0, "tool call")
     if p.get("$ai_is_error"):
         details.append(f"error: {_short(p.get('$ai_error') or '', 80)}")
     return " ".join(parts) + ("  · " + " · ".join(details) if details else "")

@@ -44,7 +44,10 @@ def _traced_conversation() -> obs.testing.CapturedEvents:
     with obs.testing.capture_events() as captured:
         with obs.trace("weather", distinct_id="user-1"):
             with obs.span("retrieve"), obs.span("rank"):
-                pass
+                try:
+                    raise ValueError("ranking failed")
+                except ValueError as e:
+                    obs.capture_exception(e)
             _ask("Weather in Paris?")
             with obs.trace_generation("openai", "gpt-4o-mini") as gen:
                 gen.set(input_tokens=150, output_tokens=6)
@@ -106,21 +109,22 @@ def test_views_are_the_plain_data() -> None:
     assert json.loads(json.dumps(events)) == raw
     assert type(events[0]) is Event and events.named("$exception") == [raw[1]]
     assert isinstance(events.named("$exception"), EventList)
+    assert isinstance(events[1:], EventList) and events[1:] == raw[1:]
 
 
 def test_memory_sink_and_captured_events_show_a_readable_table() -> None:
     captured = _traced_conversation()
     text = repr(captured)
-    assert text.splitlines()[0] == "CapturedEvents: 6 events"
+    assert text.splitlines()[0] == "CapturedEvents: 7 events"
     assert "generation _ask gpt-4o-mini  · 120 → 18 tokens" in text
     assert "span get_weather" in text and "trace weather  · 2 generation(s) · 270 → 24 tokens" in text
     html = captured._repr_html_()
-    assert html.count("<tr>") == 7  # a header and one row per event
+    assert html.count("<tr>") == 8  # a header and one row per event
     assert "$ai_trace" in html and "270 → 24 tokens" in html
 
     sink = MemorySink()
     sink.events.extend(captured.events)
-    assert repr(sink).startswith("MemorySink: 6 events\n")
+    assert repr(sink).startswith("MemorySink: 7 events\n")
     assert IPython.lib.pretty.pretty(sink.events) == sink.events.text()  # IPython's terminal
     assert IPython.lib.pretty.pretty(sink.events[0]) == sink.events[0].text()
 
@@ -147,18 +151,20 @@ def test_a_single_event_lists_its_properties() -> None:
 def test_trace_tree_nests_spans_generations_and_tool_calls() -> None:
     tree = _traced_conversation().trace()
     lines = tree.text().splitlines()
-    assert [line.split("  ·")[0] for line in lines] == [
+    assert [line.split("  · ")[0] if "tool call" not in line else line for line in lines] == [
         "trace weather",
         "├─ span retrieve",
         "│  └─ span rank",
+        "│     └─ exception ValueError: ranking failed",
         "├─ generation _ask gpt-4o-mini",
-        "│  └─ span get_weather",
+        "│  └─ span get_weather  · tool call",
         "└─ generation gpt-4o-mini",
     ]
     assert lines[0].endswith("ms") and "2 generation(s) · 270 → 24 tokens · $0.0000" in lines[0]
     assert "150 → 6 tokens" in lines[-1]
     html = tree._repr_html_()
-    assert html.count("<tr>") == 7 and "└─ generation" in html and "150 → 6 tokens" in html
+    assert html.count("<tr>") == 8 and "└─ generation" in html and "150 → 6 tokens" in html
+    assert "ValueError: ranking failed" in html
     assert repr(tree) == tree.text()
 
 
@@ -166,7 +172,7 @@ def test_trace_tree_filters_by_trace_and_keeps_orphans() -> None:
     captured = _traced_conversation()
     (trace,) = captured.named("$ai_trace")
     trace_id = trace["properties"]["$ai_trace_id"]
-    assert len(captured.trace(trace_id).nodes()) == 6
+    assert len(captured.trace(trace_id).nodes()) == 7
     assert captured.trace("another").text() == "no LLM traces"
     orphan = {
         "event": "$ai_span",
