@@ -111,9 +111,13 @@ def test_a_cell_error_is_captured_and_shown_as_usual(kernel: Kernel, server: Cap
     interrupted = kernel.run("import time; time.sleep(30)", interrupt_after=1.0)
     assert interrupted.errors[0]["ename"] == "KeyboardInterrupt"
     assert kernel.run("x = (1,").errors[0]["ename"] == "SyntaxError"
+    # A SyntaxError raised by running code is a failure of the code, and is sent.
+    assert kernel.run("compile('y = (2,', '<generated>', 'exec')").errors[0]["ename"] == "SyntaxError"
     assert kernel.ok("obs.flush(5)").result == "True"  # the kernel lives on; the loop thread can flush
 
-    (props,) = _exceptions(server)
+    props, generated = _exceptions(server)
+    assert generated["$exception_list"][0]["type"] == "SyntaxError"
+    assert generated["$exception_source"] == "python.ipython"
     assert props["$exception_source"] == "python.ipython"
     assert props["$exception_level"] == "error"  # not fatal: the kernel survives
     entry = props["$exception_list"][0]
