@@ -36,7 +36,7 @@ from ._version import __version__
 from .decorators import capture_errors, capture_exception, feature_gate, flush_after, trace_llm, track
 
 if TYPE_CHECKING:
-    from . import events, integrations, sinks, testing
+    from . import display, events, integrations, sinks, testing
     from ._client import Client, DisabledClient
     from ._config import ConfigError, Settings
     from ._snippet import browser_snippet
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
         return getattr(importlib.import_module("obs._config"), name)
     if name in ("Client", "DisabledClient"):
         return getattr(importlib.import_module("obs._client"), name)
-    if name in ("events", "sinks", "testing", "integrations"):
+    if name in ("display", "events", "sinks", "testing", "integrations"):
         return importlib.import_module(f"obs.{name}")
     if name == "browser_snippet":
         return importlib.import_module("obs._snippet").browser_snippet
@@ -78,6 +78,7 @@ __all__ = [
     "capture_errors",
     "capture_exception",
     "context",
+    "display",
     "events",
     "feature_enabled",
     "feature_gate",

@@ -8,6 +8,12 @@
 - asyncio: an exception no task retrieved reaches the loop's exception handler — the default one of
   every loop without a handler of its own, and, when ``init`` runs inside a loop that has one, that
   loop's handler. Captured, not flushed (a flush would block the loop); it goes with the next batch.
+- IPython and Jupyter: a cell's exception never reaches ``sys.excepthook``; IPython catches it and calls
+  its custom exception handler, registered with ``shell.set_custom_exc``. Captured at level ``error``
+  (the kernel lives on), not flushed (the cell's thread runs the kernel's loop): the worker sends it
+  within ``flush_interval``, and the exit flush at kernel shutdown or restart. The traceback is shown as
+  IPython shows it; a custom handler registered before obs still gets the exceptions it asked for. A
+  ``SyntaxError`` in a cell's own text (a typo, not a failure of the code) is shown, not captured.
 
 Each hook chains to whatever was installed before it, and is removed again by :func:`uninstall` only if
 nobody has replaced it since. ``KeyboardInterrupt`` (and other non-``Exception`` errors) are not captured.
@@ -26,11 +32,12 @@ _previous: dict[str, Any] = {}
 
 
 def install() -> None:
-    """Install the three hooks (idempotent)."""
+    """Install the hooks (idempotent): three of Python's, and IPython's when running in IPython."""
     if _previous:
         return
     import asyncio.base_events
 
+    _install_ipython()
     _previous["sys"] = sys.excepthook
     _previous["threading"] = threading.excepthook
     _previous["asyncio"] = asyncio.base_events.BaseEventLoop.default_exception_handler
@@ -69,6 +76,10 @@ def uninstall() -> None:
         loop, theirs, chained = _previous["loop"]
         if not loop.is_closed() and loop.get_exception_handler() is chained:
             loop.set_exception_handler(theirs)
+    if "ipython" in _previous:
+        shell, custom_tb, custom_exceptions, ours = _previous["ipython"]
+        if shell.CustomTB is ours:
+            shell.CustomTB, shell.custom_exceptions = custom_tb, custom_exceptions
     _previous.clear()
 
 
@@ -141,3 +152,32 @@ def _asyncio_handler(loop: Any, context: dict[str, Any]) -> None:
     previous = _previous.get("asyncio")
     if previous is not None:
         previous(loop, context)
+
+
+def _install_ipython() -> None:
+    """Register obs as IPython's custom exception handler, in front of any registered before it."""
+    ipython = sys.modules.get("IPython")  # never imported here: only a running IPython has a shell
+    if ipython is None:
+        return
+    try:
+        shell = ipython.get_ipython()
+        if shell is None or not hasattr(shell, "set_custom_exc"):
+            return
+        theirs: tuple[type[BaseException], ...] = tuple(shell.custom_exceptions or ())
+        their_tb = shell.CustomTB
+        caught = (Exception, *(t for t in theirs if not issubclass(t, Exception)))
+
+        def handler(shell: Any, etype: Any, value: Any, tb: Any, tb_offset: Any = None) -> Any:
+            in_cell_code = tb is None or tb.tb_frame.f_code.co_name == "run_code"
+            if in_cell_code or not isinstance(value, SyntaxError):
+                _capture(value, level="error", source="python.ipython", props=None)
+            if theirs and isinstance(value, theirs):
+                return their_tb(etype, value, tb, tb_offset=tb_offset)
+            # What IPython does without a custom handler (its run_code, or its parser's error display).
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset, running_compiled_code=in_cell_code)
+            return None
+
+        shell.set_custom_exc(caught, handler)
+        _previous["ipython"] = (shell, their_tb, theirs, shell.CustomTB)
+    except Exception as e:  # an IPython that differs from the one obs knows: the other hooks still work
+        warn_every("uncaught-ipython", 60, "obs: could not hook into IPython: %r", e)

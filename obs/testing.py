@@ -7,16 +7,20 @@
 Inside the block the module-level functions (``obs.capture`` and friends, and everything built on them)
 go to an in-memory sink through the real pipeline — the same worker, typed events and wire form — and
 nothing leaves the process: feature flag checks return the caller's default. The client that was active
-before is restored afterwards.
+before is restored afterwards. In Jupyter the captured events show as a table, ``captured.trace()`` as
+a tree of the LLM traces (see :mod:`obs.display`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _api
+
+if TYPE_CHECKING:
+    from .display import EventList, TraceTree
 
 
 class CapturedEvents:
@@ -27,20 +31,32 @@ class CapturedEvents:
         self._sink = sink
 
     @property
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> EventList:
         """Everything captured so far (waits for the worker to hand it over)."""
-        self.client.flush(10)
-        return list(self._sink.events)
+        from .display import EventList
 
-    def named(self, name: str) -> list[dict[str, Any]]:
+        self.client.flush(10)
+        return EventList(self._sink.events)
+
+    def named(self, name: str) -> EventList:
         """The events called ``name``."""
-        return [e for e in self.events if e["event"] == name]
+        return self.events.named(name)
+
+    def trace(self, trace_id: str | None = None) -> TraceTree:
+        """The LLM traces among the events (only ``trace_id``'s if given), as a tree."""
+        return self.events.trace(trace_id)
 
     def __len__(self) -> int:
         return len(self.events)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
+
+    def __repr__(self) -> str:
+        return f"CapturedEvents: {self.events.text()}"
+
+    def _repr_html_(self) -> str:
+        return f"<b>CapturedEvents</b>{self.events._repr_html_()}"
 
 
 @contextmanager

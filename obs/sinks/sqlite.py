@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from pydantic_core import to_json
 
+from ..display import EventList
 from ._base import Batch
 
 SCHEMA = """
@@ -87,10 +88,9 @@ class SqliteSink:
                 self._conn = None
 
 
-def read_events(
-    path: str | os.PathLike[str] = DEFAULT_PATH, event: str | None = None
-) -> list[dict[str, Any]]:
-    """The stored wire events, oldest first, optionally only those named ``event``."""
+def read_events(path: str | os.PathLike[str] = DEFAULT_PATH, event: str | None = None) -> EventList:
+    """The stored wire events, oldest first, optionally only those named ``event``; an
+    :class:`obs.display.EventList` (a list of dicts that shows as a table in Jupyter)."""
     conn = connect(path)
     try:
         sql = "SELECT uuid, event, distinct_id, timestamp, properties FROM events"
@@ -101,7 +101,7 @@ def read_events(
         rows = conn.execute(sql + " ORDER BY timestamp, uuid", args).fetchall()
     finally:
         conn.close()
-    return [
+    return EventList(
         {"uuid": u, "event": ev, "distinct_id": d, "timestamp": ts, "properties": json.loads(p)}
         for u, ev, d, ts, p in rows
-    ]
+    )
