@@ -4,6 +4,7 @@ output in a project of its own, and in a fresh virtualenv that only installed ob
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,3 +155,32 @@ def test_a_fresh_project_that_only_installs_obs_gets_the_plugin(tmp_path: Path) 
     assert "3 passed" in lines[-1], out.stdout
     assert f"obs imported from {venv}/lib/" in out.stdout  # the installed wheel, not this tree
     assert time.monotonic() - started < 90
+
+
+def _examples(text: str) -> list[tuple[str, str | None]]:
+    """Each ```python block of a page, with the ```text block right after it (its expected output)."""
+    found = re.finditer(r"```python\n(.*?)```\n(?:\s*```text\n(.*?)```)?", text, re.S)
+    return [(m.group(1), m.group(2)) for m in found]
+
+
+def test_the_examples_in_docs_testing_md_run(pytester: pytest.Pytester) -> None:
+    examples = _examples((ROOT / "docs" / "testing.md").read_text())
+    assert len(examples) >= 6
+    tests, failing, shown = 0, 0, []
+    for i, (code, output) in enumerate(examples):
+        if "def test_" not in code:  # a script: it runs and asserts on its own
+            result = pytester.runpython(pytester.makepyfile(**{f"example_{i}": code}))
+            assert result.ret == 0, f"example {i} failed:\n{code}\n{result.stdout.str()}{result.stderr.str()}"
+            continue
+        pytester.makepyfile(**{f"test_example_{i}": code})
+        if output is None:
+            tests += code.count("\ndef test_") + code.count("\nasync def test_")
+        else:  # a failure shown in the docs: that test fails, with exactly that message
+            failing += 1
+            shown += [line.replace("E       ", "E  *", 1) for line in output.splitlines()]
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()  # anyio runs the async example on each backend installed
+    assert outcomes.get("failed", 0) == failing and outcomes.get("passed", 0) >= tests, outcomes
+    assert set(outcomes) <= {"passed", "failed", "warnings"}, outcomes  # nothing skipped, no errors
+    result.stdout.fnmatch_lines(shown)
