@@ -59,6 +59,7 @@ class CapturedEvents:
         self.client = client
         self.flags = flags if flags is not None else FlagOverrides()
         self._sink = sink
+        self._ended = False  # the block (or fixture) is over: its own exit closed the client
 
     # ---- reading
 
@@ -226,6 +227,8 @@ class CapturedEvents:
 
     def _hint(self) -> str | None:
         """Why events may have gone elsewhere: the capturing client was replaced or shut down."""
+        if self._ended:
+            return None
         if _api._client is not self.client and not getattr(self.client, "_closed", False):
             return (
                 "Note: obs's current client is not the capturing one (was it replaced during the test?); "
@@ -356,6 +359,7 @@ class _Capture:
     ) -> None:
         try:
             if self._captured is not None:
+                self._captured._ended = True
                 self._captured.client.shutdown(10)
         finally:
             self._restore()
@@ -368,6 +372,7 @@ class _Capture:
     ) -> None:
         try:
             if self._captured is not None:
+                self._captured._ended = True
                 await self._captured.client.ashutdown(10)
         finally:
             self._restore()

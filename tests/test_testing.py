@@ -202,6 +202,15 @@ def test_nothing_captured_and_a_replaced_client_are_said(obs_events: CapturedEve
     assert _failure(obs_events.assert_captured, "signed_up") == (
         "no 'signed_up' event was captured.\nNothing was captured."
     )
+    with obs.testing.capture_events() as ended:  # a block that ended normally: no note
+        pass
+    assert _failure(ended.assert_captured, "x") == "no 'x' event was captured.\nNothing was captured."
+    with obs.testing.capture_events():  # events go to another client for a while
+        message = _failure(obs_events.assert_captured, "y")
+    assert message.endswith(
+        "Note: obs's current client is not the capturing one (was it replaced during the test?); "
+        "events captured since went there."
+    )
     obs.shutdown()
     message = _failure(obs_events.assert_captured, "signed_up")
     assert message.endswith(
