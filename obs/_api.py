@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _client: Client | DisabledClient | None = None
 _overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
+_capturing: Client | None = None  # obs.testing's client while it captures: init() keeps it
 _lock = threading.RLock()
 # The variables Settings reads (docs/configuration.md): a change to any of them is a new configuration.
 _ENV_PREFIXES = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
@@ -39,6 +40,8 @@ def init(**overrides: Any) -> Client | DisabledClient:
     with _lock:
         if _client is not None and _overrides == config and not getattr(_client, "_closed", False):
             return _client
+        if _capturing is not None and _client is _capturing and not _capturing._closed:
+            return _capturing  # the app's own init() under obs.testing: the events stay captured
         old = _client
         if _key(overrides) is None:
             from ._client import DisabledClient

@@ -7,6 +7,10 @@ the sync functions are safe in plain code, worker threads and inside a running l
 never block theirs. Any failure returns the caller's default, logged once per cause and counted
 (``flag_errors``). While obs is off nothing here makes a request.
 
+``Flags.overrides`` (set by ``obs.testing``) answers every check in-process instead: values and payloads
+set per flag and optionally per distinct_id, reported and remembered exactly like evaluated ones, with no
+request at all.
+
 The flags evaluated so far are kept per context (a contextvar, per distinct_id, forgotten when the
 ``obs.context`` level they were evaluated in ends); `$exception` and ``@track`` events captured there
 carry them as `$feature/<key>` and `$active_feature_flags`.
@@ -67,6 +71,50 @@ class Result:
         self.payload = payload
         self.local = local
         self.meta = meta
+
+
+# ---------------------------------------------------------------- values set by hand (obs.testing)
+
+
+class FlagOverrides:
+    """Flag values and payloads set by hand, per flag and optionally per distinct_id; a flag not set here is
+    unknown (its check returns the caller's default). While attached to an engine (``obs.testing`` does
+    that), every check is answered from here and nothing is requested."""
+
+    def __init__(self, values: Mapping[str, FlagValue] | None = None) -> None:
+        self._results: dict[tuple[str, str | None], Result] = {}
+        for key, value in (values or {}).items():
+            self.set(key, value)
+
+    def set(self, key: str, value: FlagValue | None, *, payload: Any = None, distinct_id: Any = None) -> None:
+        """``key`` is ``value`` (True/False or a variant key; None: unknown) with ``payload``, for
+        ``distinct_id`` only when given (it wins over the value for everyone). The payload is stored as it
+        would arrive from PostHog: JSON-decoded, a copy (TypeError when it is not JSON-serialisable)."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"a flag key is a non-empty str, not {key!r}")
+        if value is not None and not isinstance(value, (bool, str)):
+            raise TypeError(f"flag {key!r}: a value is True/False or a variant key (str), not {value!r}")
+        decoded = None if payload is None else json.loads(json.dumps(payload))
+        self._results[key, None if distinct_id is None else str(distinct_id)] = Result(
+            value, decoded, True, {}
+        )
+
+    def clear(self) -> None:
+        """Forget every value set: every flag is unknown again."""
+        self._results.clear()
+
+    def result(self, key: str, did: str) -> Result:
+        """What a check of ``key`` for ``did`` gets: its own value, else everyone's, else unknown."""
+        results = self._results
+        return results.get((key, did)) or results.get((key, None)) or _UNKNOWN
+
+    def __repr__(self) -> str:
+        results = self._results.items()
+        shown = {k if d is None else f"{k} (distinct_id={d!r})": r.value for (k, d), r in results}
+        return f"FlagOverrides({shown})"
+
+
+_UNKNOWN = Result(None, None, True, {})
 
 
 # ---------------------------------------------------------------- flags seen by the current context
@@ -134,6 +182,7 @@ class Flags:
         self._inflight: dict[Any, asyncio.Future[Result | None]] = {}  # only touched on the private loop
         self._lock = threading.Lock()
         self._closed = False
+        self.overrides: FlagOverrides | None = None  # set by obs.testing: answers every check, no request
 
     # ---- what the public functions call
 
@@ -193,6 +242,8 @@ class Flags:
 
     def _fast(self, ck: Any, args: tuple[Any, ...]) -> Result | None:
         """A cached answer, or one decided locally from loaded definitions; None: go to the private loop."""
+        if self.overrides is not None:
+            return self.overrides.result(args[0], args[1])
         hit = self._cache.get(ck)
         if hit is not None and hit[0] > _monotonic():
             return hit[1]

@@ -13,6 +13,8 @@ from tests.capture_server import CaptureServer
 from tests.flags_server import FlagsServer
 from tests.llm_servers import LLMServer
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs obs's plugin in projects of its own
+
 _OBS_ENV = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
 
 

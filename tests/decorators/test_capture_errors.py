@@ -12,6 +12,7 @@ import pytest
 import obs
 from obs._client import Client
 from obs.sinks import MemorySink
+from obs.testing import CapturedEvents
 from tests.capture_server import CaptureServer
 
 Memory = tuple[Client, MemorySink]
@@ -188,9 +189,7 @@ def test_exception_groups_keep_every_member(memory: Memory) -> None:
     assert entries[1]["stacktrace"]["frames"][-1]["function"] == "fail"
 
 
-def test_level_fingerprint_properties_and_distinct_id(memory: Memory) -> None:
-    _, sink = memory
-
+def test_level_fingerprint_properties_and_distinct_id(obs_events: CapturedEvents) -> None:
     @obs.capture_errors(
         reraise=False,
         default="fallback",
@@ -203,12 +202,13 @@ def test_level_fingerprint_properties_and_distinct_id(memory: Memory) -> None:
         raise TimeoutError("slow")
 
     assert checkout(7, cart="c") == "fallback"
-    (event,) = _exceptions(sink)
+    event = obs_events.one(
+        "$exception",
+        "user-7",
+        area="checkout",
+        properties={"$exception_level": "warning", "$exception_fingerprint": "checkout-timeout"},
+    )
     props = event["properties"]
-    assert event["distinct_id"] == "user-7"
-    assert props["$exception_level"] == "warning"
-    assert props["$exception_fingerprint"] == "checkout-timeout"
-    assert props["area"] == "checkout"
     assert "$process_person_profile" not in props
     assert props["$exception_list"][0]["mechanism"]["handled"] is True
 
@@ -227,19 +227,14 @@ def test_capture_exception_default_is_the_handled_exception_and_personless(memor
     assert event["properties"]["$exception_list"][0]["value"] == "active"
 
 
-def test_context_distinct_id_is_used(memory: Memory) -> None:
-    _, sink = memory
+def test_context_distinct_id_is_used(obs_events: CapturedEvents) -> None:
     with obs.context(distinct_id="ctx-user", properties={"tenant": "t1"}):
         obs.capture_exception(_caught(_level3, "x"))
-    (event,) = _exceptions(sink)
-    assert event["distinct_id"] == "ctx-user"
-    assert event["properties"]["tenant"] == "t1"
+    event = obs_events.one("$exception", "ctx-user", tenant="t1")
     assert "$process_person_profile" not in event["properties"]
 
 
-def test_captured_once_across_layers(memory: Memory) -> None:
-    _, sink = memory
-
+def test_captured_once_across_layers(obs_events: CapturedEvents) -> None:
     @obs.capture_errors
     def inner() -> None:
         _level3("once")
@@ -250,7 +245,7 @@ def test_captured_once_across_layers(memory: Memory) -> None:
 
     exc = _caught(outer)
     assert obs.capture_exception(exc) is None
-    assert len(_exceptions(sink)) == 1
+    obs_events.one("$exception")
 
 
 def test_disabled_sdk_captures_nothing_and_raises_nothing() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import obs
 from obs.sinks import MemorySink
+from obs.testing import CapturedEvents, FlagOverrides
 from tests.flags_server import FlagsServer
 
 
@@ -222,6 +223,19 @@ def test_an_error_inside_a_gated_call_carries_the_flag(gates: tuple[FlagsServer,
     (event,) = sink.named("$exception")
     assert event["properties"]["$feature/pricing"] == "test"
     assert event["properties"]["$active_feature_flags"] == ["pricing"]
+
+
+def test_variants_per_user_set_by_the_test(obs_events: CapturedEvents, obs_flags: FlagOverrides) -> None:
+    obs_flags.set("pricing", "control")
+    obs_flags.set("pricing", "test", distinct_id="u2")
+
+    @obs.feature_gate("pricing", variant="test", fallback=lambda user: 10, distinct_id=lambda user: user)
+    def price(user: str) -> int:
+        return 9
+
+    assert [price("u1"), price("u2"), price("u1")] == [10, 9, 10]
+    obs_events.one("$feature_flag_called", "u1", properties={"$feature_flag_response": "control"})
+    obs_events.one("$feature_flag_called", "u2", properties={"$feature_flag_response": "test"})
 
 
 def test_disabled_sdk_uses_the_default_without_requests(flags_server: FlagsServer) -> None:
