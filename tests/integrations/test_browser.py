@@ -174,6 +174,12 @@ def alice_visit(chromium: Any, phjs: PostHogJSServer, site: UvicornServer) -> di
     page.goto(site.url + "/")
     page.wait_for_function("() => window.posthog && window.posthog.__loaded === true")
     page.wait_for_function("() => window.posthog.sessionRecordingStarted()", timeout=15000)
+    # Exception autocapture is a lazily loaded extension: on a busy machine it can arrive after the clicks
+    # below. Wait until it has wrapped window.onerror and onunhandledrejection.
+    page.wait_for_function(
+        "() => [window.onerror, window.onunhandledrejection].every(f => f && f.__POSTHOG_INSTRUMENTED__)",
+        timeout=15000,
+    )
     html = page.content()
     seen = page.evaluate(
         "() => [posthog.get_distinct_id(), posthog.get_session_id(), posthog.isFeatureEnabled('new-nav')]"
