@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check obs tests benchmarks examples
-	$(BIN)/ruff format --check obs tests benchmarks examples
+	$(BIN)/ruff check obs tests benchmarks examples docs/_ext
+	$(BIN)/ruff format --check obs tests benchmarks examples docs/_ext
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
