@@ -20,6 +20,9 @@ Each block is a test, ``test_example_runs[page.md:LINE]`` (LINE is the line of i
 is a test too, ``test_page_settles[page.md]``: after its last block, ``flush()`` returns True, no event was
 dropped, nothing was logged at WARNING or above on the ``obs`` logger, and the interpreter exited 0.
 
+configuration.md's ```sh title=".env" examples are checked too: the first sets every variable obs reads,
+and obs accepts every value in them.
+
 A block that cannot run (a signature shown with ``*``, say) is marked ``<!-- no-run: why -->`` on the
 line right before its fence, and must be listed in ``EXEMPT`` below with the reason it cannot be made to
 run. Keep these rare: the default is that a block runs.
@@ -255,6 +258,38 @@ def test_the_readme_and_the_docs_have_examples() -> None:
     for page in ("README.md", "getting-started.md", "context.md", "migrating.md", "serverless.md"):
         assert page in pages, page
     assert len(RUNNABLE) >= 30
+
+
+def _env_files(page: Path) -> list[dict[str, str]]:
+    """The ```sh title=".env" blocks of a page, as variable → value."""
+    files, lines, i = [], page.read_text().splitlines(), 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m and m["info"].startswith("sh") and 'title=".env"' in m["info"]:
+            j = lines.index(m["fence"], i + 1)
+            files.append(dict(ln.split("=", 1) for ln in lines[i + 1 : j] if ln and not ln.startswith("#")))
+            i = j
+        i += 1
+    return files
+
+
+def test_the_configuration_examples_set_every_variable_to_a_valid_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from obs._config import Settings, load_settings
+
+    production, *others = _env_files(ROOT / "docs" / "configuration.md")
+    assert set(production) == {str(f.validation_alias) for f in Settings.model_fields.values()}
+    loaded = []
+    for env in (production, *others):
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            loaded.append(load_settings())  # raises ConfigError for a value obs would refuse
+    prod, dev = loaded
+    assert prod.scrub_patterns == ["ticket-\\d+", "(?i)iban=(?P<secret>\\w+)"]
+    assert (prod.environment, prod.release, prod.identify_pii) == ("production", "2026.11.3", "id")
+    assert (dev.environment, dev.sinks) == ("local", ["sqlite", "console"])
 
 
 def test_extraction_finds_indented_and_tilde_fences(tmp_path: Path) -> None:
