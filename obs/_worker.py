@@ -266,22 +266,22 @@ class Worker:
         # batches (counted) instead of holding them up.
         buffer = max(4, min(LANE_BATCHES, settings.max_queue_size // settings.flush_at))
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
-        async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:  # an abort cancels everything under it
             self._cancel = tg.cancel_scope.cancel
             if self._aborted:
                 tg.cancel_scope.cancel()
-            for lane in self._lanes:
-                tg.start_soon(self._sink_task, lane)
             for sink in self._sinks:
                 run = getattr(sink, "run", None)  # a sink's own background work (the spool's re-sender)
                 if callable(run):
                     tg.start_soon(self._background, sink, run)
-            try:
-                await self._drain_loop()
-            finally:
+            async with anyio.create_task_group() as lanes:  # ends when every sink finished its backlog
                 for lane in self._lanes:
-                    lane.send.close()  # each sink task finishes its backlog, then closes its sink
-            await self._wait_lanes()
+                    lanes.start_soon(self._sink_task, lane)
+                try:
+                    await self._drain_loop()
+                finally:
+                    for lane in self._lanes:
+                        lane.send.close()
             tg.cancel_scope.cancel()  # background tasks end with the sinks
         self._settle_leftovers()  # after an abort: while the sinks can still keep what is left
         for lane in self._lanes:
@@ -480,11 +480,6 @@ class Worker:
                 lane.done = seq
                 self._settle(seq, outcome)
                 self._check_markers()
-
-    async def _wait_lanes(self) -> None:
-        """Until every sink task has finished its backlog (their streams are closed by now)."""
-        while any(ln.done < ln.accepted for ln in self._lanes):
-            await anyio.sleep(0.005)
 
     async def _background(self, sink: Sink, run: Callable[[], Any]) -> None:
         try:
