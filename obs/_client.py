@@ -237,15 +237,21 @@ class Client:
                 self.settings.spool_dir,
             )
             return
+        advice = (
+            "Raise OBS_SHUTDOWN_TIMEOUT (the spool could not keep them all in time)."
+            if self.settings.spool_dir
+            else "Raise OBS_SHUTDOWN_TIMEOUT, or set OBS_SPOOL_DIR to keep undelivered events on disk "
+            "for the next run."
+        )
         log.error(
             "obs: shutdown timed out after %.1fs (OBS_SHUTDOWN_TIMEOUT=%s) with events still unsent%s: "
-            "%d event(s) not delivered%s. Raise OBS_SHUTDOWN_TIMEOUT, or set OBS_SPOOL_DIR to keep "
-            "undelivered events on disk for the next run.",
+            "%d event(s) not delivered%s. %s",
             waited,
             timeout,
             why,
             dropped + unsettled,
             f" ({spooled} kept in the spool)" if spooled else "",
+            advice,
         )
 
     def _why_undelivered(self) -> str:
