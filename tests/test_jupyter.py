@@ -214,6 +214,8 @@ def test_the_last_cell_events_arrive_when_the_kernel_stops(server: CaptureServer
             kernel.km.shutdown_kernel(now=False)  # a shutdown_request: the kernel process exits normally
         else:
             kernel.km.restart_kernel(now=False)
+            # A request sent before the new kernel listens can be lost (seen under CI load): wait for it.
+            kernel.kc.wait_for_ready(timeout=60)
             assert kernel.ok("'obs' in globals()").result == "False"  # a fresh kernel
     finally:
         kernel.close()
