@@ -139,14 +139,16 @@ def start_obs(phjs: PostHogJSServer, **overrides: Any) -> None:
     )
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 20.0, seen: Callable[[], Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}" + (f"; received: {seen()}" if seen else ""))
         time.sleep(0.1)
 
 
@@ -189,12 +191,18 @@ def alice_visit(chromium: Any, phjs: PostHogJSServer, site: UvicornServer) -> di
     page.click("#throw")
     page.click("#reject")
     page.evaluate("() => fetch('/api/echo').then(r => r.json())")
+    # Received while the page is still open (posthog-js sends its queue every few seconds), so they do not
+    # depend on the beacon a navigation sends as the page unloads.
+    wait_for(
+        "both $exception events",
+        lambda: len(phjs.events("$exception")) >= 2,
+        seen=lambda: ([e.get("event") for e in phjs.events()], phjs.errors, errors),
+    )
     time.sleep(2.5)  # posthog-js sends replay data every 2 s
     page.click("#next")
     page.wait_for_url(site.url + "/next")
     page.wait_for_function("() => window.posthog && window.posthog.__loaded === true")
     wait_for("$pageleave", lambda: phjs.events("$pageleave"))
-    wait_for("both $exception events", lambda: len(phjs.events("$exception")) >= 2)
     wait_for("replay snapshots", lambda: "Visible heading text" in phjs.snapshot_text())
     obs.flush(5)
     context.close()
