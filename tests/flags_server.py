@@ -78,6 +78,27 @@ class _Quiet(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def flags_answer(values: dict[str, Any], payloads: dict[str, Any], request_id: str = "req-1") -> bytes:
+    """A current-shape `/flags/` answer: each flag in ``values`` (True/False or a variant) as matched."""
+    records = {
+        key: {
+            "key": key,
+            "enabled": bool(value),
+            "variant": value if isinstance(value, str) else None,
+            "reason": {"code": "condition_match", "description": "Matched condition set 1"},
+            "metadata": {
+                "id": 7,
+                "version": 3,
+                "payload": json.dumps(payloads[key]) if key in payloads else None,
+            },
+        }
+        for key, value in values.items()
+    }
+    return json.dumps(
+        {"flags": records, "errorsWhileComputingFlags": False, "requestId": request_id}
+    ).encode()
+
+
 class FlagsServer(LocalServer):
     def __init__(self) -> None:
         self.flags: dict[str, Any] = {}
@@ -164,23 +185,7 @@ class FlagsServer(LocalServer):
                     },
                 }
             ).encode()
-        records = {
-            key: {
-                "key": key,
-                "enabled": bool(value),
-                "variant": value if isinstance(value, str) else None,
-                "reason": {"code": "condition_match", "description": "Matched condition set 1"},
-                "metadata": {
-                    "id": 7,
-                    "version": 3,
-                    "payload": json.dumps(self.payloads[key]) if key in self.payloads else None,
-                },
-            }
-            for key, value in values.items()
-        }
-        return json.dumps(
-            {"flags": records, "errorsWhileComputingFlags": False, "requestId": "req-1"}
-        ).encode()
+        return flags_answer(values, self.payloads)
 
     def _note(self, method: str, path: str, headers: Any, raw: bytes, status: int) -> None:
         rec = Request(method, path, {k.lower(): v for k, v in headers.items()}, raw, status)

@@ -47,6 +47,7 @@ from typing import Any
 import pytest
 
 from tests.capture_server import CaptureServer, Reply
+from tests.flags_server import flags_answer
 from tests.llm_servers import LLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,20 +73,6 @@ FLAGS = {
     "banner": True,
 }
 PAYLOADS = {"banner": {"text": "Spring sale"}}
-
-
-def _flags_answer() -> bytes:
-    records = {
-        key: {
-            "key": key,
-            "enabled": bool(value),
-            "variant": value if isinstance(value, str) else None,
-            "reason": {"code": "condition_match", "description": "Matched condition set 1"},
-            "metadata": {"id": 1, "version": 1, "payload": json.dumps(PAYLOADS.get(key))},
-        }
-        for key, value in FLAGS.items()
-    }
-    return json.dumps({"flags": records, "errorsWhileComputingFlags": False, "requestId": "docs"}).encode()
 
 
 # ---------------------------------------------------------------------------------------------- extraction
@@ -155,7 +142,9 @@ def run_page(page: str, workdir: Path) -> PageRun:
     spec = json.dumps({"page": str(path), "blocks": blocks})
     out = workdir / "result.json"
     with CaptureServer() as server, LLMServer() as llm:
-        server.default = Reply(body=_flags_answer())  # batches ignore the body; /flags reads it
+        server.default = Reply(
+            body=flags_answer(FLAGS, PAYLOADS, request_id="docs")
+        )  # batches ignore the body; /flags reads it
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(workdir),
