@@ -55,8 +55,6 @@ FIELDS = (
 class Stats:
     """Pipeline counters; read them with ``obs.get_client().stats()``."""
 
-    FIELDS = FIELDS
-
     def __init__(self) -> None:
         self._lock = threading.Lock()
         for f in FIELDS:

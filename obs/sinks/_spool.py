@@ -41,9 +41,8 @@ _ERROR_INTERVAL = 600.0  # a failure that keeps happening is logged again at mos
 _EVICT_INTERVAL = 60.0
 _CHUNK = 500  # ids per IN (...) list, far below SQLite's limit on bound parameters
 
-# Counters this module bumps (obs._stats.FIELDS).
 _T = TypeVar("_T")
-STATS_FIELDS = ("spool_writes", "spool_evicted", "spool_errors")
+# Counters this module bumps (listed in obs._stats.FIELDS): spool_writes, spool_evicted, spool_errors.
 
 # MIGRATIONS[v] takes a file at user_version v to v + 1, inside one IMMEDIATE transaction.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
