@@ -14,15 +14,24 @@ _tally: dict[str, int] = {}
 _lock = threading.Lock()
 
 
-def warn_every(key: str, interval: float, msg: str, *args: object, level: int = logging.WARNING) -> None:
-    """Log ``msg`` unless the same ``key`` was logged less than ``interval`` seconds ago."""
+def _due(key: str, interval: float, n: int = 0) -> int | None:
+    """Adds ``n`` to ``key``'s tally; the tally (then reset) if ``key`` may be logged now, else None."""
     now = time.monotonic()
     with _lock:
+        total = _tally.get(key, 0) + n
         last = _last.get(key)
         if last is not None and now - last < interval:
-            return
+            _tally[key] = total
+            return None
         _last[key] = now
-    log.log(level, msg, *args)
+        _tally[key] = 0
+    return total
+
+
+def warn_every(key: str, interval: float, msg: str, *args: object, level: int = logging.WARNING) -> None:
+    """Log ``msg`` unless the same ``key`` was logged less than ``interval`` seconds ago."""
+    if _due(key, interval) is not None:
+        log.log(level, msg, *args)
 
 
 def warn_tally(key: str, interval: float, n: int, msg: str, *args: object) -> None:
@@ -30,16 +39,9 @@ def warn_tally(key: str, interval: float, n: int, msg: str, *args: object) -> No
 
     ``msg`` takes ``args`` followed by the tally (``"... %s ... dropped %d event(s)"``).
     """
-    now = time.monotonic()
-    with _lock:
-        total = _tally.get(key, 0) + n
-        last = _last.get(key)
-        if last is not None and now - last < interval:
-            _tally[key] = total
-            return
-        _last[key] = now
-        _tally[key] = 0
-    log.warning(msg, *args, total)
+    total = _due(key, interval, n)
+    if total is not None:
+        log.warning(msg, *args, total)
 
 
 def _reset_lock_in_child() -> None:
