@@ -1,0 +1,5 @@
+"""``python -m obs``: the `obs` command."""
+
+from obs.cli import main
+
+main()
