@@ -34,7 +34,7 @@ test: lint typecheck docs-check
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m obs.demo
+	$(BIN)/obs demo
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
