@@ -10,9 +10,11 @@ the summary. It exits 0 only when every step's events were written everywhere th
 from __future__ import annotations
 
 import shlex
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,17 +31,6 @@ DEFAULT_STORE = Path(".obs/demo.db")
 PLACEHOLDER_KEY = "phc_local_demo"
 SHUTDOWN_TIMEOUT = 10.0
 
-EXAMPLES = """
-
-[bold]Examples[/bold]
-
-  [cyan]obs demo[/cyan]   (events in .obs/demo.db; nothing leaves the machine)
-
-  [cyan]obs demo --store /tmp/demo.db[/cyan]
-
-  [cyan]POSTHOG_API_KEY=phc_... obs demo[/cyan]   (the same events also go to PostHog)
-"""
-
 
 def demo(
     store: Annotated[
@@ -51,12 +42,22 @@ def demo(
         ),
     ] = DEFAULT_STORE,
 ) -> None:
-    """Run a small app that uses every obs capability (errors, events, LLM calls, LangChain, flags, a
-    FastAPI app, a Typer command) against local stubs, store what it sends, and summarise it."""
+    """Run a small app that uses every obs capability, all locally, and summarise what it stored.
+
+    Errors, @track, LLM calls (OpenAI, Anthropic, LangChain), a feature flag,
+    a FastAPI app and a Typer command, against stubs on 127.0.0.1.
+    Events go to the local store, and also to PostHog when POSTHOG_API_KEY is set.
+    Exit code 0 when every event was written.
+
+    [bold]Examples[/bold]
+
+      [cyan]obs demo[/cyan]   (into .obs/demo.db; nothing leaves the machine)
+
+      [cyan]obs demo --store /tmp/demo.db[/cyan]
+
+      [cyan]POSTHOG_API_KEY=phc_... obs demo[/cyan]   (the same events also go to PostHog)
+    """
     raise typer.Exit(run(store))
-
-
-demo.__doc__ = f"{demo.__doc__}{EXAMPLES}"
 
 
 def run(store: Path) -> int:
@@ -66,7 +67,8 @@ def run(store: Path) -> int:
     import obs
 
     from .._config import ConfigError
-    from ._demo_app import FLAGS, STEPS
+    from ..sinks.sqlite import connect, read_events
+    from ._demo_app import DISTINCT_ID, FLAGS, STEPS
     from ._demo_stubs import StubServer
 
     started = time.monotonic()
@@ -76,6 +78,10 @@ def run(store: Path) -> int:
         posthog = _posthog_sink()
     except ConfigError as e:
         return _fail(err, _one_line(e), 2)
+    try:
+        connect(store).close()  # a store that cannot be written fails here, not event by event
+    except (OSError, sqlite3.Error) as e:
+        return _fail(err, f"cannot open the store {store}: {e}", 2)
     run_id = uuid.uuid4().hex[:8]
     where = f"{store} and PostHog ({posthog.host})" if posthog else f"{store} (local only)"
     console.print(f"[bold]obs demo[/bold] · run {run_id} → {where}", soft_wrap=True)
@@ -94,14 +100,12 @@ def run(store: Path) -> int:
             )
         except ConfigError as e:
             return _fail(err, _one_line(e), 2)
-        with obs.context(distinct_id="demo-user", properties={"demo_run": run_id}):
+        with obs.context(distinct_id=DISTINCT_ID, properties={"demo_run": run_id}):
             outcomes = _run_steps(console, STEPS, stubs.url)
         delivered = obs.shutdown(SHUTDOWN_TIMEOUT)
         stats = client.stats()
     finally:
         stubs.close()
-
-    from ..sinks.sqlite import read_events
 
     events = [e for e in read_events(store) if e["properties"].get("demo_run") == run_id]
     problems = [f"step {o.step.title!r} failed: {o.detail}" for o in outcomes if o.state == "failed"]
@@ -109,7 +113,7 @@ def run(store: Path) -> int:
     if not delivered:
         problems.append(_undelivered(stats, posthog))
     console.print(_summary(events))
-    console.print(_next_steps(store, posthog))
+    console.print(_next_steps(store, posthog if delivered else None))
     console.print(f"[dim]done in {time.monotonic() - started:.1f} s[/dim]")
     if problems:
         return _fail(err, "; ".join(problems), 1)
@@ -119,11 +123,11 @@ def run(store: Path) -> int:
 # ---------------------------------------------------------------- PostHog, when POSTHOG_API_KEY is set
 
 
+@dataclass(frozen=True)
 class _PostHog:
-    def __init__(self, key: str, host: str, sink: PostHogSink) -> None:
-        self.key = key
-        self.host = host
-        self.sink = sink
+    key: str
+    host: str
+    sink: PostHogSink
 
 
 def _posthog_sink() -> _PostHog | None:
@@ -179,10 +183,8 @@ def _run_steps(console: Console, steps: Sequence[Step], stub_url: str) -> list[_
                 if (e.name or "").partition(".")[0] not in o.step.needs:
                     o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
                 else:
-                    o.state, o.detail = (
-                        "skipped",
-                        f"skipped: {e.name} is not installed (pip install '{o.step.extra}')",
-                    )
+                    package = (e.name or "").partition(".")[0]
+                    o.state, o.detail = "skipped", f"skipped, no {package}: pip install '{o.step.extra}'"
             except Exception as e:
                 o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
             o.seconds = time.monotonic() - t0
