@@ -113,7 +113,7 @@ def run(store: Path) -> int:
     if not delivered:
         problems.append(_undelivered(stats, posthog))
     console.print(_summary(events))
-    console.print(_next_steps(store, posthog if delivered else None))
+    console.print(_next_steps(store, posthog if delivered else None), soft_wrap=True)  # whole commands
     console.print(f"[dim]done in {time.monotonic() - started:.1f} s[/dim]")
     if problems:
         return _fail(err, "; ".join(problems), 1)
@@ -183,8 +183,7 @@ def _run_steps(console: Console, steps: Sequence[Step], stub_url: str) -> list[_
                 if (e.name or "").partition(".")[0] not in o.step.needs:
                     o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
                 else:
-                    package = (e.name or "").partition(".")[0]
-                    o.state, o.detail = "skipped", f"skipped, no {package}: pip install '{o.step.extra}'"
+                    o.state, o.detail = "skipped", f"skipped: pip install '{o.step.extra}'"
             except Exception as e:
                 o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
             o.seconds = time.monotonic() - t0
