@@ -112,6 +112,7 @@ def run(store: Path) -> int:
     problems += _missing(outcomes, events)
     if not delivered:
         problems.append(_undelivered(stats, posthog))
+    console.print()
     console.print(_summary(events))
     console.print(_next_steps(store, posthog if delivered else None), soft_wrap=True)  # whole commands
     console.print(f"[dim]done in {time.monotonic() - started:.1f} s[/dim]")
