@@ -31,7 +31,7 @@ class Step:
     title: str
     run: Callable[[str], str]
     expects: tuple[str, ...]  # event names it must store
-    needs: tuple[str, ...] = ()  # importable modules
+    needs: tuple[str, ...] = ()  # packages whose absence skips the step
     extra: str | None = None  # what to install when one is missing
 
 
