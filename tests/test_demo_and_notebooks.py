@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from obs.sinks.sqlite import read_events
-from tests.capture_server import CaptureServer, Reply
+from tests.capture_server import CaptureServer, Reply, refused_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,9 @@ def by(events: list[dict[str, Any]], name: str, step: str) -> list[dict[str, Any
 
 
 def test_obs_demo_exercises_every_capability_into_the_local_store(tmp_path: Path) -> None:
-    out, hosts = run_demo([sys.executable, "-m", "obs", "demo"], tmp_path)
+    # A proxy from the environment is not used for the stubs (this one refuses every connection).
+    proxy = refused_url()
+    out, hosts = run_demo([sys.executable, "-m", "obs", "demo"], tmp_path, HTTP_PROXY=proxy, ALL_PROXY=proxy)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "obs demo:" not in out.stderr
     events = stored(tmp_path)

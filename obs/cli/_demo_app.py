@@ -76,7 +76,7 @@ def openai_calls(stub: str) -> str:
     import openai
 
     client = obs.instrument_openai(
-        openai.OpenAI(base_url=f"{stub}/v1", api_key="sk-demo-local", max_retries=0)
+        openai.OpenAI(base_url=f"{stub}/v1", api_key="sk-demo-local", max_retries=0, timeout=10)
     )
     messages: Any = [{"role": "user", "content": "When does order #7 ship?"}]
     with obs.trace("support_chat"):
@@ -90,7 +90,7 @@ def anthropic_call(stub: str) -> str:
     import anthropic
 
     client = obs.instrument_anthropic(
-        anthropic.Anthropic(base_url=stub, api_key="sk-ant-demo-local", max_retries=0)
+        anthropic.Anthropic(base_url=stub, api_key="sk-ant-demo-local", max_retries=0, timeout=10)
     )
     client.messages.create(
         model=ANTHROPIC_MODEL,

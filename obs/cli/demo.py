@@ -9,6 +9,7 @@ the summary. It exits 0 only when every step's events were written everywhere th
 
 from __future__ import annotations
 
+import os
 import shlex
 import sqlite3
 import time
@@ -86,6 +87,7 @@ def run(store: Path) -> int:
     where = f"{store} and PostHog ({posthog.host})" if posthog else f"{store} (local only)"
     console.print(f"[bold]obs demo[/bold] · run {run_id} → {where}", soft_wrap=True)
     stubs = StubServer(FLAGS)
+    _bypass_proxies("127.0.0.1")
     try:
         try:
             # obs asks `{host}/flags` for flags, so the host is the local stub; the events go to PostHog (if
@@ -119,6 +121,12 @@ def run(store: Path) -> int:
     if problems:
         return _fail(err, "; ".join(problems), 1)
     return 0
+
+
+def _bypass_proxies(host: str) -> None:
+    """Reach ``host`` directly: an HTTP(S)_PROXY from the environment must not see the stubs' traffic."""
+    for var in ("NO_PROXY", "no_proxy"):
+        os.environ[var] = ",".join(h for h in (os.environ.get(var, ""), host) if h)
 
 
 # ---------------------------------------------------------------- PostHog, when POSTHOG_API_KEY is set
@@ -181,10 +189,10 @@ def _run_steps(console: Console, steps: Sequence[Step], stub_url: str) -> list[_
                     o.detail = o.step.run(stub_url)
                 o.state = "done"
             except ModuleNotFoundError as e:
-                if (e.name or "").partition(".")[0] not in o.step.needs:
-                    o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
-                else:
+                if (e.name or "").partition(".")[0] in o.step.needs:
                     o.state, o.detail = "skipped", f"skipped: pip install '{o.step.extra}'"
+                else:  # something the package itself needs: a broken install, not a missing extra
+                    o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
             except Exception as e:
                 o.state, o.detail = "failed", f"{type(e).__name__}: {e}"
             o.seconds = time.monotonic() - t0
