@@ -27,7 +27,7 @@ from obs import _log
 from obs._client import Client
 from obs.sinks import MemorySink
 from tests.capture_server import Reply, refused_url
-from tests.flags_server import PERSONAL_KEY, FlagsServer, flag
+from tests.flags_server import EVALUATED_AT, PERSONAL_KEY, SHAPES, FlagsServer, flag, flag_id
 
 Memory = tuple[Client, MemorySink]
 
@@ -134,22 +134,34 @@ def test_request_body_is_the_one_posthog_python_sends(remote: tuple[FlagsServer,
         "group_properties": {"company": {"size": 50}, "other": {"ignored": True}},
     }
     ph = posthog.Client("phc_test", host=srv.url, send=False)
-    theirs_value = ph.get_feature_flag_result("pricing", "u1", send_feature_flag_events=False, **kwargs)
-    assert obs.get_feature_flag("pricing", "u1", **kwargs) == "test" == theirs_value.get_value()  # type: ignore[union-attr]
-    theirs, ours = srv.flag_requests[0], srv.flag_requests[1]
-    assert theirs.body["device_id"] is None and "sent_at" in theirs.body
-    expected = {k: v for k, v in theirs.body.items() if k not in ("device_id", "sent_at")}
-    assert ours.body == expected
+    for i, geoip in enumerate((None, False, True)):
+        theirs_value = ph.get_feature_flag_result(
+            "pricing", f"u{i}", send_feature_flag_events=False, disable_geoip=geoip, **kwargs
+        )
+        assert theirs_value is not None and theirs_value.get_value() == "test"
+        assert obs.get_feature_flag("pricing", f"u{i}", disable_geoip=geoip, **kwargs) == "test"
+        theirs, ours = srv.flag_requests[-2], srv.flag_requests[-1]
+        assert "sent_at" in theirs.body and "sent_at" in ours.body
+        assert _without(ours.body, "sent_at") == _without(theirs.body, "sent_at")
+        assert ours.path == theirs.path == "/flags/?v=4"
+    bodies = [r.body for r in srv.flag_requests[1::2]]
+    # obs's default is OBS_DISABLE_GEOIP=1; posthog-python's client default (disable_geoip=True) agrees
+    assert [b["geoip_disable"] for b in bodies] == [True, False, True]
+    ours = srv.flag_requests[1]
     assert ours.body["api_key"] == "phc_test" and ours.body["flag_keys_to_evaluate"] == ["pricing"]
     assert ours.body["group_properties"] == {"company": {"$group_key": "acme", "size": 50}}
-    assert ours.path == "/flags/?v=2" and ours.headers["content-type"] == "application/json"
+    assert ours.headers["content-type"] == "application/json"
     assert ours.headers["user-agent"].startswith("obs/")
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["v2", "legacy"])
-def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], legacy: bool) -> None:
+def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], shape: str) -> None:
     srv, _ = remote
-    srv.legacy = legacy
+    srv.shape = shape
     assert obs.get_feature_flag("on", "u") is True
     assert obs.get_feature_flag("off", "u") is False
     assert obs.get_feature_flag("pricing", "u") == "test"
@@ -242,21 +254,51 @@ def test_one_retry_on_502_and_504(remote: tuple[FlagsServer, MemorySink]) -> Non
     srv.script(500)  # neither is anything but 502/504
     assert obs.get_feature_flag("on", "e", default="d") == "d"
     assert [r.status for r in srv.flag_requests] == [502, 200, 504, 200, 504, 502, 500]
+    srv.script(Reply(close=True))  # a dropped connection is retried too
+    assert obs.get_feature_flag("on", "f") is True
+    assert [r.status for r in srv.flag_requests[-2:]] == [0, 200]
     assert obs.get_client().stats()["flag_errors"] == 2
 
 
-def test_timeout_returns_the_default_quickly(
+def test_a_refused_connection_is_not_retried(flags_server: FlagsServer) -> None:
+    """posthog-python retries a dropped connection but not a refused one; so does obs (`_refused`)."""
+    import httpx
+
+    from obs._flags import _refused
+
+    with pytest.raises(httpx.ConnectError) as refused:
+        httpx.post(refused_url() + "/flags/?v=4", content=b"{}")
+    assert _refused(refused.value)
+    flags_server.script(Reply(close=True))
+    with pytest.raises(httpx.TransportError) as dropped:
+        httpx.post(flags_server.url + "/flags/?v=4", content=b"{}")
+    assert not _refused(dropped.value)
+
+    async def refused_async() -> BaseException:
+        async with httpx.AsyncClient() as http:
+            try:
+                await http.post(refused_url() + "/flags/?v=4", content=b"{}")
+            except httpx.ConnectError as e:
+                return e
+        raise AssertionError("the connection was not refused")
+
+    assert _refused(asyncio.run(refused_async()))  # through anyio's connect, as obs's flag thread does
+
+
+def test_timeout_returns_the_default_without_waiting_for_the_answer(
     flags_server: FlagsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     flags_server.flags = {"on": True}
     obs.init(api_key="phc_test", host=flags_server.url, sinks=["memory"], flags_timeout=0.3)
-    flags_server.script(Reply(delay=3), Reply(delay=3))
+    flags_server.script(*[Reply(delay=3)] * 4)
     with caplog.at_level(logging.WARNING, logger="obs"):
         t0 = time.monotonic()
         assert obs.get_feature_flag("on", "u", default="d") == "d"
         assert obs.feature_enabled("on", "v", default=True) is True
         elapsed = time.monotonic() - t0
-    assert elapsed < 2.0
+    assert elapsed < 3  # neither waited for the server's late answer (two tries of 0.3 s each)
+    assert flags_server.wait_for_requests(4)  # each check tried twice (noted as the late answers go)
+    assert len(flags_server.flag_requests) == 4
     timeouts = [r for r in caplog.records if "within" in r.getMessage()]
     assert len(timeouts) == 1  # once per cause, not per call
     assert obs.get_client().stats()["flag_errors"] == 2
@@ -275,6 +317,17 @@ def test_timeout_returns_the_default_quickly(
             Reply(body=b'{"flags": {"on": {"key": "on", "enabled": true, "failed": true}}}'),
             "failed to evaluate",
         ),
+        (
+            Reply(body=b'{"flags": {"on": {"key": "on", "value": true, "failed": true}}}'),
+            "failed to evaluate",
+        ),
+        (Reply(body=b'{"flags": {"on": {"key": "on", "value": [1]}}}'), "malformed `value`"),
+        (
+            Reply(body=b'{"flags": {"on": {"key": "on", "value": true, "metadata": {"id": "x"}}}}'),
+            "malformed `metadata.id`",
+        ),
+        (Reply(body=b'{"flags": {"on": {"key": "on", "enabled": "yes"}}}'), "malformed `enabled`"),
+        (Reply(body=b'{"flags": []}'), "`flags` is not an object"),
         (Reply(body=b'{"featureFlags": {"on": 3}}'), "not a bool or a variant"),
         (Reply(body=b"[]"), "not a JSON object"),
         (Reply(close=True), "request to"),
@@ -284,7 +337,7 @@ def test_failures_return_the_default_logged_once(
     remote: tuple[FlagsServer, MemorySink], caplog: pytest.LogCaptureFixture, reply: Reply, cause: str
 ) -> None:
     srv, sink = remote
-    srv.script(reply, reply, reply)
+    srv.script(*[reply] * 6)  # enough for a retry of each check (a dropped connection is retried)
     with caplog.at_level(logging.WARNING, logger="obs"):
         assert obs.get_feature_flag("on", "u", default="d") == "d"
         assert obs.get_feature_flag("on", "u", default="d") == "d"
@@ -359,7 +412,7 @@ def test_distinct_id_comes_from_obs_context(
 # ---------------------------------------------------------------- $feature_flag_called
 
 
-def test_feature_flag_called_once_per_user_flag_and_value(flags_server: FlagsServer) -> None:
+def test_feature_flag_called_once_per_user_flag_value_and_groups(flags_server: FlagsServer) -> None:
     flags_server.flags = {"pricing": "test"}
     flags_server.payloads = {"pricing": {"price": 9}}
     sink = MemorySink()
@@ -367,22 +420,31 @@ def test_feature_flag_called_once_per_user_flag_and_value(flags_server: FlagsSer
     for _ in range(5):  # five evaluations (no cache), one event
         obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag_payload("pricing", "u2")  # a payload read is not an exposure
-    obs.get_feature_flag("pricing", "u1", groups={"company": "acme"})  # same user, flag and value
-    obs.get_feature_flag("pricing", "u3", groups={"company": "acme"})
+    acme = {"company": "acme", "team": 7}
+    obs.get_feature_flag("pricing", "u1", groups=acme)  # same user, flag and value, but for a group
+    obs.get_feature_flag("pricing", "u1", groups={"team": "7", "company": "acme"})  # the same groups
+    obs.get_feature_flag("pricing", "u1", groups={"company": "other"})
+    obs.get_feature_flag("pricing", "u3", groups=acme)
     flags_server.flags = {"pricing": "control"}
     obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag("missing", "u1")  # nothing to report
     events = _events(sink, "$feature_flag_called")
-    assert [(e["distinct_id"], e["properties"]["$feature_flag_response"]) for e in events] == [
-        ("u1", "test"),
-        ("u3", "test"),
-        ("u1", "control"),
+    assert [
+        (e["distinct_id"], e["properties"]["$feature_flag_response"], e["properties"].get("$groups"))
+        for e in events
+    ] == [
+        ("u1", "test", None),
+        ("u1", "test", {"company": "acme", "team": "7"}),
+        ("u1", "test", {"company": "other"}),
+        ("u3", "test", {"company": "acme", "team": "7"}),
+        ("u1", "control", None),
     ]
     first = events[0]["properties"]
     assert first["$feature_flag"] == "pricing" and first["$feature/pricing"] == "test"
     assert first["locally_evaluated"] is False and first["$feature_flag_payload"] == {"price": 9}
-    assert first["$feature_flag_request_id"] == "req-1" and first["$feature_flag_id"] == 7
-    assert "$groups" not in first and events[1]["properties"]["$groups"] == {"company": "acme"}
+    assert first["$feature_flag_request_id"] == "req-1" and first["$feature_flag_id"] == flag_id("pricing")
+    assert first["$feature_flag_version"] == 3 and first["$feature_flag_reason"] == "Matched condition set 1"
+    assert first["$feature_flag_evaluated_at"] == EVALUATED_AT
 
 
 def test_feature_flag_called_dedup_is_bounded(
