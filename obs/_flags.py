@@ -608,9 +608,10 @@ class Flags:
         did = _distinct_id(distinct_id, key)
         if did is None:
             return default
-        geo = self._geoip if disable_geoip is None else bool(disable_geoip)
-        args = (key, did, groups, person_properties, group_properties, geo)
-        ck = self._cache_key(args)
+        if groups or person_properties or group_properties or disable_geoip is not None:
+            args, ck = self._call(key, did, groups, person_properties, group_properties, disable_geoip)
+        else:  # the common check, kept cheap: a hot @feature_gate costs about a microsecond
+            args, ck = (key, did, None, None, None, self._geoip), (did, key)
         result = self._fast(ck, args)
         if result is None:
             result = self._wait(self._shared(ck, args))
@@ -631,9 +632,10 @@ class Flags:
         did = _distinct_id(distinct_id, key)
         if did is None:
             return default
-        geo = self._geoip if disable_geoip is None else bool(disable_geoip)
-        args = (key, did, groups, person_properties, group_properties, geo)
-        ck = self._cache_key(args)
+        if groups or person_properties or group_properties or disable_geoip is not None:
+            args, ck = self._call(key, did, groups, person_properties, group_properties, disable_geoip)
+        else:  # the common check, kept cheap: a hot @feature_gate costs about a microsecond
+            args, ck = (key, did, None, None, None, self._geoip), (did, key)
         result = self._fast(ck, args)
         if result is None:
             result = await self._await(self._shared(ck, args))
@@ -687,11 +689,22 @@ class Flags:
 
     # ---- one flag
 
-    def _cache_key(self, args: tuple[Any, ...]) -> Any:
-        key, did, groups, person_properties, group_properties, geo = args
+    def _call(
+        self,
+        key: str,
+        did: str,
+        groups: Any,
+        person_properties: Any,
+        group_properties: Any,
+        disable_geoip: bool | None,
+    ) -> tuple[tuple[Any, ...], Any]:
+        """The check's arguments (with its effective geoip choice) and its cache key."""
+        geo = self._geoip if disable_geoip is None else bool(disable_geoip)
+        args = (key, did, groups, person_properties, group_properties, geo)
         if not (groups or person_properties or group_properties) and geo == self._geoip:
-            return (did, key)
-        return (did, key, geo, _freeze(groups), _freeze(person_properties), _freeze(group_properties))
+            return args, (did, key)
+        frozen = (_freeze(groups), _freeze(person_properties), _freeze(group_properties))
+        return args, (did, key, geo, *frozen)
 
     def _fast(self, ck: Any, args: tuple[Any, ...]) -> Result | None:
         """A cached answer, or one decided locally from loaded definitions; None: go to the private loop."""
@@ -749,9 +762,12 @@ class Flags:
         if not report:
             return default if result.payload is None else result.payload
         key, did, groups, value = args[0], args[1], args[2], result.value
-        _remember(did, key, value)
-        self._report(did, key, value, result, result.attribution, groups, geoip)
-        return value
+        seen: _Seen | None = _context.flags_seen.get()
+        if seen is None or seen.distinct_id != did or not _same(seen.values.get(key), value):
+            _remember(did, key, value)
+        if groups or result.attribution is not None or (did, key, value, ()) not in self._reported:
+            self._report(did, key, value, result, result.attribution, groups, geoip)
+        return value  # the hot path: remembered and reported already
 
     # ---- a snapshot of every flag
 
@@ -1519,9 +1535,6 @@ async def aget_feature_flag_payload(
     )
 
 
-_NOTHING = FeatureFlagEvaluations(None, "", {})  # obs off, or a failure: every read gets its default
-
-
 def evaluate_flags(
     distinct_id: Any = None,
     *,
@@ -1538,13 +1551,13 @@ def evaluate_flags(
     try:
         flags = current()
         if flags is None:
-            return _NOTHING
+            return FeatureFlagEvaluations(None, "", {})  # every read gets its default; nothing is sent
         return flags.evaluate(
             distinct_id, groups, person_properties, group_properties, disable_geoip, flag_keys
         )
     except Exception as e:  # never into the caller
         warn_every("flags-evaluate_flags", 60, "obs: evaluate_flags() failed: %r", e)
-        return _NOTHING
+        return FeatureFlagEvaluations(None, "", {})
 
 
 async def aevaluate_flags(
@@ -1560,10 +1573,10 @@ async def aevaluate_flags(
     try:
         flags = current()
         if flags is None:
-            return _NOTHING
+            return FeatureFlagEvaluations(None, "", {})
         return await flags.aevaluate(
             distinct_id, groups, person_properties, group_properties, disable_geoip, flag_keys
         )
     except Exception as e:
         warn_every("flags-aevaluate_flags", 60, "obs: aevaluate_flags() failed: %r", e)
-        return _NOTHING
+        return FeatureFlagEvaluations(None, "", {})
