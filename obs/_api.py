@@ -14,10 +14,11 @@ import uuid as _uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._log import enable_debug, log
+from ._log import enable_debug, log, warn_every
 
 if TYPE_CHECKING:
     from ._client import Client, DisabledClient
+    from ._flags import FeatureFlagEvaluations
 
 _client: Client | DisabledClient | None = None
 _overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
@@ -119,8 +120,13 @@ def capture(
     timestamp: dt.datetime | None = None,
     uuid: str | _uuidlib.UUID | None = None,
     groups: Mapping[str, Any] | None = None,
+    flags: FeatureFlagEvaluations | None = None,
 ) -> str | None:
-    """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped."""
+    """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped.
+    ``flags``: a snapshot from :func:`obs.evaluate_flags`, attached as `$feature/<key>` and
+    `$active_feature_flags` under the event's own properties (no request)."""
+    if flags is not None:
+        properties = _with_flags(properties, flags)
     return (_client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None
     )
@@ -134,11 +140,25 @@ def capture_ai(
     timestamp: dt.datetime | None = None,
     uuid: str | _uuidlib.UUID | None = None,
     groups: Mapping[str, Any] | None = None,
+    flags: FeatureFlagEvaluations | None = None,
 ) -> str | None:
     """Like :func:`capture`, but sent to PostHog's dedicated AI batch route (larger per-event cap)."""
+    if flags is not None:
+        properties = _with_flags(properties, flags)
     return (_client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "ai", None
     )
+
+
+def _with_flags(
+    properties: Mapping[str, Any] | None, flags: FeatureFlagEvaluations
+) -> Mapping[str, Any] | None:
+    """A flags snapshot's properties under the event's own, as posthog-python attaches them."""
+    try:
+        return {**flags._event_properties(), **(properties or {})}
+    except Exception as e:  # not a snapshot, or properties that cannot be read: the event goes without
+        warn_every("capture-flags", 60, "obs: capture(flags=...) not attached: %r", e)
+        return properties
 
 
 def identify(distinct_id: Any, properties: Mapping[str, Any] | None = None) -> str | None:

@@ -1,9 +1,12 @@
 """A PostHog-shaped feature flags server for tests and benchmarks, on 127.0.0.1 only.
 
 - `POST /flags/` (remote evaluation) answers from `flags` (key → value, or a callable given the request
-  body) in the v2 shape (`flags` records with `enabled`, `variant`, `metadata.payload`), or in the legacy
-  shape (`featureFlags`/`featureFlagPayloads`) with `legacy = True`. Only the keys in
-  `flag_keys_to_evaluate` are answered, as PostHog does.
+  body) and `payloads`, in the shape named by `shape`: `"v4"` (what `/flags/?v=4` answers today: `flags`
+  records with a typed `value`, `enabled`, `variant`, `reason` and `metadata` — `id`, `version`, `payload`,
+  `description` — beside `errorsWhileComputingFlags`, `requestId` and `evaluatedAt`), `"v2"` (the same
+  records without `value`), or `"legacy"` (`featureFlags`/`featureFlagPayloads`). `records` adds fields to
+  a flag's record (its `reason` and `metadata` merged), `extra` to the answer. Only the keys in
+  `flag_keys_to_evaluate` are answered (all of them without it), as PostHog does.
 - `GET /flags/definitions` and `GET /api/feature_flag/local_evaluation` (local evaluation) serve
   `definitions` to a request bearing `personal_key`, 401 otherwise, after `definitions_delay` seconds.
 - `script()` queues how to answer the next `/flags/` requests: a status, a body, a delay, a hang or a
@@ -50,12 +53,21 @@ class Request:
         return json.loads(self.raw)  # type: ignore[no-any-return]
 
 
+EVALUATED_AT = 1_767_225_600_000  # `evaluatedAt` of every answer: ms since the epoch
+SHAPES = ("v4", "v2", "legacy")
+
+
+def flag_id(key: str) -> int:
+    """The id PostHog gives flag ``key`` here: the same in definitions and in `/flags/` answers."""
+    return zlib.crc32(key.encode()) % 10_000
+
+
 def flag(key: str, rollout: int = 100, **filters: Any) -> dict[str, Any]:
     """A flag definition as the local evaluation endpoint serves it (one condition set, no properties)."""
     groups = filters.pop("groups", [{"properties": [], "rollout_percentage": rollout}])
     extra = {k: filters.pop(k) for k in ("active", "ensure_experience_continuity") if k in filters}
     return {
-        "id": zlib.crc32(key.encode()) % 10_000,
+        "id": flag_id(key),
         "key": key,
         "name": key,
         "active": extra.get("active", True),
@@ -78,32 +90,67 @@ class _Quiet(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def flags_answer(values: dict[str, Any], payloads: dict[str, Any], request_id: str = "req-1") -> bytes:
-    """A current-shape `/flags/` answer: each flag in ``values`` (True/False or a variant) as matched."""
-    records = {
-        key: {
+def flags_answer(
+    values: dict[str, Any],
+    payloads: dict[str, Any],
+    request_id: str = "req-1",
+    *,
+    shape: str = "v4",
+    records: dict[str, dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """A `/flags/` answer in ``shape``: each flag in ``values`` (True/False or a variant) as matched, with
+    its payload from ``payloads``; ``records`` adds fields to a flag's record, ``extra`` to the answer."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape is one of {SHAPES}, not {shape!r}")
+    if shape == "legacy":
+        answer: dict[str, Any] = {
+            "featureFlags": values,
+            "featureFlagPayloads": {k: json.dumps(payloads[k]) for k in values if k in payloads},
+        }
+        return json.dumps({**answer, **(extra or {})}).encode()
+    flags = {}
+    for key, value in values.items():
+        matched = value is not False
+        record: dict[str, Any] = {
             "key": key,
             "enabled": bool(value),
             "variant": value if isinstance(value, str) else None,
-            "reason": {"code": "condition_match", "description": "Matched condition set 1"},
+            "reason": {
+                "code": "condition_match" if matched else "no_condition_match",
+                "condition_index": 0 if matched else None,
+                "description": "Matched condition set 1" if matched else "No matching condition set",
+            },
             "metadata": {
-                "id": 7,
+                "id": flag_id(key),
                 "version": 3,
                 "payload": json.dumps(payloads[key]) if key in payloads else None,
+                "description": f"The {key} flag",
             },
         }
-        for key, value in values.items()
+        if shape == "v4":
+            record = {"key": key, "value": value, "failed": False, **record}
+        more = dict((records or {}).get(key) or {})
+        for part in ("reason", "metadata"):
+            if isinstance(more.get(part), dict):
+                record[part] = {**record[part], **more.pop(part)}
+        flags[key] = {**record, **more}
+    answer = {
+        "flags": flags,
+        "errorsWhileComputingFlags": False,
+        "requestId": request_id,
+        "evaluatedAt": EVALUATED_AT,
     }
-    return json.dumps(
-        {"flags": records, "errorsWhileComputingFlags": False, "requestId": request_id}
-    ).encode()
+    return json.dumps({**answer, **(extra or {})}).encode()
 
 
 class FlagsServer(LocalServer):
     def __init__(self) -> None:
         self.flags: dict[str, Any] = {}
         self.payloads: dict[str, Any] = {}
-        self.legacy = False
+        self.shape = "v4"  # or "v2", "legacy": see flags_answer
+        self.records: dict[str, dict[str, Any]] = {}  # more fields for a flag's record
+        self.extra: dict[str, Any] = {}  # more fields for the answer
         self.definitions: dict[str, Any] | None = None
         self.definitions_delay = 0.0  # seconds before answering a definitions request
         self.personal_key = PERSONAL_KEY
@@ -176,16 +223,7 @@ class FlagsServer(LocalServer):
             if key in self.flags:
                 v = self.flags[key]
                 values[key] = v(body) if callable(v) else v
-        if self.legacy:
-            return json.dumps(
-                {
-                    "featureFlags": values,
-                    "featureFlagPayloads": {
-                        k: json.dumps(self.payloads[k]) for k in values if k in self.payloads
-                    },
-                }
-            ).encode()
-        return flags_answer(values, self.payloads)
+        return flags_answer(values, self.payloads, shape=self.shape, records=self.records, extra=self.extra)
 
     def _note(self, method: str, path: str, headers: Any, raw: bytes, status: int) -> None:
         rec = Request(method, path, {k.lower(): v for k, v in headers.items()}, raw, status)

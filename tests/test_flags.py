@@ -12,31 +12,35 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import posthog
 import pytest
 import trio
 
 import obs
 import obs.testing
-from obs import _log
+from obs import _context, _log
 from obs._client import Client
 from obs.sinks import MemorySink
 from tests.capture_server import Reply, refused_url
-from tests.flags_server import PERSONAL_KEY, FlagsServer, flag
+from tests.flags_server import EVALUATED_AT, PERSONAL_KEY, SHAPES, FlagsServer, flag, flag_id
 
 Memory = tuple[Client, MemorySink]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings() -> Iterator[None]:
-    """warn_every remembers causes process-wide; each test starts with none logged."""
+    """warn_every remembers causes process-wide; each test starts with none logged, and with no flags
+    remembered by a check an earlier test made outside any obs.context."""
     _log._last.clear()
+    token = _context.flags_seen.set(None)
     yield
+    _context.flags_seen.reset(token)
     _log._last.clear()
 
 
@@ -97,6 +101,10 @@ def test_disabled_flag_calls_import_nothing_heavy() -> None:
         "assert obs.feature_enabled('f', 'u') is False\n"
         "assert asyncio.run(obs.afeature_enabled('f', 'u', default=True)) is True\n"
         "gated = obs.feature_gate('f', fallback='off')(lambda: 'on')\n"
+        "snapshot = obs.evaluate_flags('u')\n"
+        "assert snapshot.get_flag('f', default='d') == 'd' and snapshot.keys == []\n"
+        "assert asyncio.run(obs.aevaluate_flags('u')).is_enabled('f', True) is True\n"
+        "assert obs.capture('e', distinct_id='u', flags=snapshot) is None\n"
         "assert gated() == 'off'\n"
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "heavy = [m for m in ('httpx', 'anyio', 'pydantic', 'posthog', 'jinja2') if m in sys.modules]\n"
@@ -134,22 +142,34 @@ def test_request_body_is_the_one_posthog_python_sends(remote: tuple[FlagsServer,
         "group_properties": {"company": {"size": 50}, "other": {"ignored": True}},
     }
     ph = posthog.Client("phc_test", host=srv.url, send=False)
-    theirs_value = ph.get_feature_flag_result("pricing", "u1", send_feature_flag_events=False, **kwargs)
-    assert obs.get_feature_flag("pricing", "u1", **kwargs) == "test" == theirs_value.get_value()  # type: ignore[union-attr]
-    theirs, ours = srv.flag_requests[0], srv.flag_requests[1]
-    assert theirs.body["device_id"] is None and "sent_at" in theirs.body
-    expected = {k: v for k, v in theirs.body.items() if k not in ("device_id", "sent_at")}
-    assert ours.body == expected
+    for i, geoip in enumerate((None, False, True)):
+        theirs_value = ph.get_feature_flag_result(
+            "pricing", f"u{i}", send_feature_flag_events=False, disable_geoip=geoip, **kwargs
+        )
+        assert theirs_value is not None and theirs_value.get_value() == "test"
+        assert obs.get_feature_flag("pricing", f"u{i}", disable_geoip=geoip, **kwargs) == "test"
+        theirs, ours = srv.flag_requests[-2], srv.flag_requests[-1]
+        assert "sent_at" in theirs.body and "sent_at" in ours.body
+        assert _without(ours.body, "sent_at") == _without(theirs.body, "sent_at")
+        assert ours.path == theirs.path == "/flags/?v=4"
+    bodies = [r.body for r in srv.flag_requests[1::2]]
+    # obs's default is OBS_DISABLE_GEOIP=1; posthog-python's client default (disable_geoip=True) agrees
+    assert [b["geoip_disable"] for b in bodies] == [True, False, True]
+    ours = srv.flag_requests[1]
     assert ours.body["api_key"] == "phc_test" and ours.body["flag_keys_to_evaluate"] == ["pricing"]
     assert ours.body["group_properties"] == {"company": {"$group_key": "acme", "size": 50}}
-    assert ours.path == "/flags/?v=2" and ours.headers["content-type"] == "application/json"
+    assert ours.headers["content-type"] == "application/json"
     assert ours.headers["user-agent"].startswith("obs/")
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["v2", "legacy"])
-def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], legacy: bool) -> None:
+def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], shape: str) -> None:
     srv, _ = remote
-    srv.legacy = legacy
+    srv.shape = shape
     assert obs.get_feature_flag("on", "u") is True
     assert obs.get_feature_flag("off", "u") is False
     assert obs.get_feature_flag("pricing", "u") == "test"
@@ -164,19 +184,110 @@ def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], le
     assert obs.get_client().stats()["flag_errors"] == 0
 
 
-def test_async_twins(remote: tuple[FlagsServer, MemorySink]) -> None:
-    async def main() -> tuple[Any, ...]:
-        return (
-            await obs.aget_feature_flag("pricing", "u"),
-            await obs.afeature_enabled("on", "u"),
-            await obs.afeature_enabled("off", "u", default=True),
-            await obs.aget_feature_flag_payload("pricing", "u"),
-            await obs.aget_feature_flag("missing", "u", default="d"),
-        )
+def _asyncio_run(main: Callable[[], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        return await main()
 
-    assert asyncio.run(main()) == ("test", True, False, {"price": 9}, "d")
-    assert trio.run(main) == ("test", True, False, {"price": 9}, "d")  # cached by now
-    assert trio.run(obs.aget_feature_flag, "pricing", "trio-user") == "test"  # a miss, under trio
+    return asyncio.run(run())
+
+
+# The async functions must work on each: anyio on trio sets sniffio's contextvar to "trio", which a
+# request started in a copy of the caller's context would carry onto obs's asyncio loop.
+RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
+    "asyncio": _asyncio_run,
+    "trio": trio.run,
+    "anyio-trio": lambda main: anyio.run(main, backend="trio"),
+    "anyio-asyncio": lambda main: anyio.run(main, backend="asyncio"),
+}
+
+
+@pytest.fixture(params=list(RUNNERS))
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    return RUNNERS[request.param]
+
+
+def test_every_flag_function_on_asyncio_trio_and_anyio(
+    remote: tuple[FlagsServer, MemorySink],
+    run: Callable[[Callable[[], Awaitable[Any]]], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    srv, sink = remote
+
+    async def main() -> list[Any]:
+        snapshot = await obs.aevaluate_flags("u-snap", disable_geoip=False)
+        gated = obs.feature_gate("on", fallback="closed")(_async_open)
+        return [
+            await obs.aget_feature_flag("pricing", "u1"),
+            await obs.afeature_enabled("on", "u2"),
+            await obs.afeature_enabled("off", "u3", default=True),
+            await obs.aget_feature_flag_payload("pricing", "u4"),
+            await obs.aget_feature_flag("missing", "u5", default="d"),
+            await obs.aget_feature_flag("pricing", "u6", disable_geoip=False),
+            await gated(),
+            obs.get_feature_flag("pricing", "u7"),  # the sync twins too: they block this loop, briefly
+            obs.feature_enabled("on", "u8"),
+            obs.evaluate_flags("u9").get_flag("pricing"),
+            snapshot.get_flag("pricing"),
+            snapshot.get_flag_payload("on"),
+        ]
+
+    with caplog.at_level(logging.WARNING, logger="obs"), obs.context(distinct_id="u-gate"):
+        got = run(main)
+    expected = ["test", True, False, {"price": 9}, "d", "test", "open", "test", True, "test", "test", [1, 2]]
+    assert got == expected
+    assert [r.getMessage() for r in caplog.records if r.name == "obs"] == []
+    assert obs.get_client().stats()["flag_errors"] == 0
+    assert len(srv.flag_requests) == 11  # every one asked the flags server: nothing was cached before
+    called = _events(sink, "$feature_flag_called")
+    assert {e["distinct_id"] for e in called} == {
+        "u1",
+        "u2",
+        "u3",
+        "u6",
+        "u-gate",
+        "u7",
+        "u8",
+        "u9",
+        "u-snap",
+    }  # fmt: skip: not u4 (a payload read) nor u5 (no such flag)
+
+
+async def _async_open() -> str:
+    return "open"
+
+
+def test_async_evaluation_never_blocks_the_loop_and_can_be_cancelled(
+    remote: tuple[FlagsServer, MemorySink], run: Callable[[Callable[[], Awaitable[Any]]], Any]
+) -> None:
+    srv, _ = remote
+    release = threading.Event()
+
+    def slow(body: dict[str, Any]) -> str:
+        release.wait(10)
+        return "test"
+
+    srv.flags["slow"] = slow
+
+    async def main() -> tuple[Any, ...]:
+        ticks = 0
+        with anyio.move_on_after(0.5) as scope:  # cancelled while waiting: gives up, nothing breaks
+            async with anyio.create_task_group() as tg:
+
+                async def ticker() -> None:
+                    nonlocal ticks
+                    while True:
+                        await anyio.sleep(0.02)
+                        ticks += 1
+
+                tg.start_soon(ticker)
+                await obs.aget_feature_flag("slow", "u")
+        release.set()
+        return scope.cancelled_caught, ticks, await obs.aget_feature_flag("slow", "u")
+
+    cancelled, ticks, value = run(main)
+    assert cancelled and value == "test"
+    assert ticks >= 10  # the loop kept running while the answer was awaited
+    assert len(srv.flag_requests) == 1  # the cancelled wait's request answered the later check
 
 
 def test_cache_per_user_flag_and_properties(remote: tuple[FlagsServer, MemorySink]) -> None:
@@ -192,6 +303,44 @@ def test_cache_per_user_flag_and_properties(remote: tuple[FlagsServer, MemorySin
     obs.get_feature_flag("on", "u1", groups={"company": "acme"})
     assert len(srv.flag_requests) == 5
     assert obs.get_client().stats()["flag_requests"] == 5
+
+
+def test_disable_geoip_per_call_on_every_flag_function(remote: tuple[FlagsServer, MemorySink]) -> None:
+    """Each function sends the call's `geoip_disable` (default OBS_DISABLE_GEOIP, on), caches per
+    value, and marks its `$feature_flag_called` with it as posthog-python does."""
+    srv, sink = remote
+    gate = obs.feature_gate("on", fallback="closed", distinct_id="gate", disable_geoip=False)
+    agate = obs.feature_gate("on", fallback="closed", distinct_id="agate", disable_geoip=False)
+
+    async def checks() -> list[Any]:
+        return [
+            await obs.aget_feature_flag("pricing", "a1", disable_geoip=False),
+            await obs.afeature_enabled("on", "a2", disable_geoip=False),
+            await obs.aget_feature_flag_payload("pricing", "a3", disable_geoip=False),
+            (await obs.aevaluate_flags("a4", disable_geoip=False)).get_flag("on"),
+            await agate(_async_open)(),
+        ]
+
+    got = [
+        obs.get_feature_flag("pricing", "s1", disable_geoip=False),
+        obs.feature_enabled("on", "s2", disable_geoip=False),
+        obs.get_feature_flag_payload("pricing", "s3", disable_geoip=False),
+        obs.evaluate_flags("s4", disable_geoip=False).get_flag("on"),
+        gate(lambda: "open")(),
+        *asyncio.run(checks()),
+    ]
+    assert got == ["test", True, {"price": 9}, True, "open"] * 2
+    assert [r.body["geoip_disable"] for r in srv.flag_requests] == [False] * 10
+    # The cache keeps answers per geoip choice: the default (on) is another request, then cached.
+    assert obs.get_feature_flag("pricing", "s1", disable_geoip=False) == "test"
+    assert len(srv.flag_requests) == 10
+    assert obs.get_feature_flag("pricing", "s1") == "test"
+    assert obs.get_feature_flag("pricing", "s1", disable_geoip=True) == "test"
+    assert [r.body["geoip_disable"] for r in srv.flag_requests[10:]] == [True]
+    called = {e["distinct_id"]: e["properties"] for e in _events(sink, "$feature_flag_called")}
+    assert {did: p["$geoip_disable"] for did, p in called.items()} == {
+        **dict.fromkeys(["s1", "s2", "s4", "gate", "a1", "a2", "a4", "agate"], False)
+    }  # the call's choice over OBS_DISABLE_GEOIP's `$geoip_disable: true` on every event
 
 
 def test_cache_ttl(flags_server: FlagsServer) -> None:
@@ -242,21 +391,51 @@ def test_one_retry_on_502_and_504(remote: tuple[FlagsServer, MemorySink]) -> Non
     srv.script(500)  # neither is anything but 502/504
     assert obs.get_feature_flag("on", "e", default="d") == "d"
     assert [r.status for r in srv.flag_requests] == [502, 200, 504, 200, 504, 502, 500]
+    srv.script(Reply(close=True))  # a dropped connection is retried too
+    assert obs.get_feature_flag("on", "f") is True
+    assert [r.status for r in srv.flag_requests[-2:]] == [0, 200]
     assert obs.get_client().stats()["flag_errors"] == 2
 
 
-def test_timeout_returns_the_default_quickly(
+def test_a_refused_connection_is_not_retried(flags_server: FlagsServer) -> None:
+    """posthog-python retries a dropped connection but not a refused one; so does obs (`_refused`)."""
+    import httpx
+
+    from obs._flags import _refused
+
+    with pytest.raises(httpx.ConnectError) as refused:
+        httpx.post(refused_url() + "/flags/?v=4", content=b"{}")
+    assert _refused(refused.value)
+    flags_server.script(Reply(close=True))
+    with pytest.raises(httpx.TransportError) as dropped:
+        httpx.post(flags_server.url + "/flags/?v=4", content=b"{}")
+    assert not _refused(dropped.value)
+
+    async def refused_async() -> BaseException:
+        async with httpx.AsyncClient() as http:
+            try:
+                await http.post(refused_url() + "/flags/?v=4", content=b"{}")
+            except httpx.ConnectError as e:
+                return e
+        raise AssertionError("the connection was not refused")
+
+    assert _refused(asyncio.run(refused_async()))  # through anyio's connect, as obs's flag thread does
+
+
+def test_timeout_returns_the_default_without_waiting_for_the_answer(
     flags_server: FlagsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     flags_server.flags = {"on": True}
     obs.init(api_key="phc_test", host=flags_server.url, sinks=["memory"], flags_timeout=0.3)
-    flags_server.script(Reply(delay=3), Reply(delay=3))
+    flags_server.script(*[Reply(delay=3)] * 4)
     with caplog.at_level(logging.WARNING, logger="obs"):
         t0 = time.monotonic()
         assert obs.get_feature_flag("on", "u", default="d") == "d"
         assert obs.feature_enabled("on", "v", default=True) is True
         elapsed = time.monotonic() - t0
-    assert elapsed < 2.0
+    assert elapsed < 3  # neither waited for the server's late answer (two tries of 0.3 s each)
+    assert flags_server.wait_for_requests(4)  # each check tried twice (noted as the late answers go)
+    assert len(flags_server.flag_requests) == 4
     timeouts = [r for r in caplog.records if "within" in r.getMessage()]
     assert len(timeouts) == 1  # once per cause, not per call
     assert obs.get_client().stats()["flag_errors"] == 2
@@ -275,6 +454,17 @@ def test_timeout_returns_the_default_quickly(
             Reply(body=b'{"flags": {"on": {"key": "on", "enabled": true, "failed": true}}}'),
             "failed to evaluate",
         ),
+        (
+            Reply(body=b'{"flags": {"on": {"key": "on", "value": true, "failed": true}}}'),
+            "failed to evaluate",
+        ),
+        (Reply(body=b'{"flags": {"on": {"key": "on", "value": [1]}}}'), "malformed `value`"),
+        (
+            Reply(body=b'{"flags": {"on": {"key": "on", "value": true, "metadata": {"id": "x"}}}}'),
+            "malformed `metadata.id`",
+        ),
+        (Reply(body=b'{"flags": {"on": {"key": "on", "enabled": "yes"}}}'), "malformed `enabled`"),
+        (Reply(body=b'{"flags": []}'), "`flags` is not an object"),
         (Reply(body=b'{"featureFlags": {"on": 3}}'), "not a bool or a variant"),
         (Reply(body=b"[]"), "not a JSON object"),
         (Reply(close=True), "request to"),
@@ -284,7 +474,7 @@ def test_failures_return_the_default_logged_once(
     remote: tuple[FlagsServer, MemorySink], caplog: pytest.LogCaptureFixture, reply: Reply, cause: str
 ) -> None:
     srv, sink = remote
-    srv.script(reply, reply, reply)
+    srv.script(*[reply] * 6)  # enough for a retry of each check (a dropped connection is retried)
     with caplog.at_level(logging.WARNING, logger="obs"):
         assert obs.get_feature_flag("on", "u", default="d") == "d"
         assert obs.get_feature_flag("on", "u", default="d") == "d"
@@ -314,34 +504,6 @@ def test_sync_twins_inside_a_running_loop_and_from_threads(remote: tuple[FlagsSe
         assert list(pool.map(lambda i: obs.feature_enabled("on", f"t{i}"), range(24))) == [True] * 24
 
 
-def test_async_evaluation_never_blocks_the_loop(remote: tuple[FlagsServer, MemorySink]) -> None:
-    srv, _ = remote
-
-    def slow(body: dict[str, Any]) -> str:
-        time.sleep(0.5)
-        return "test"
-
-    srv.flags["slow"] = slow
-
-    async def main() -> tuple[Any, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.02)
-                ticks += 1
-
-        task = asyncio.create_task(ticker())
-        value = await obs.aget_feature_flag("slow", "u")
-        task.cancel()
-        return value, ticks
-
-    value, ticks = asyncio.run(main())
-    assert value == "test"
-    assert ticks >= 10  # the loop kept running for the ~0.5 s the answer took
-
-
 def test_distinct_id_comes_from_obs_context(
     remote: tuple[FlagsServer, MemorySink], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -359,7 +521,7 @@ def test_distinct_id_comes_from_obs_context(
 # ---------------------------------------------------------------- $feature_flag_called
 
 
-def test_feature_flag_called_once_per_user_flag_and_value(flags_server: FlagsServer) -> None:
+def test_feature_flag_called_once_per_user_flag_value_and_groups(flags_server: FlagsServer) -> None:
     flags_server.flags = {"pricing": "test"}
     flags_server.payloads = {"pricing": {"price": 9}}
     sink = MemorySink()
@@ -367,22 +529,332 @@ def test_feature_flag_called_once_per_user_flag_and_value(flags_server: FlagsSer
     for _ in range(5):  # five evaluations (no cache), one event
         obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag_payload("pricing", "u2")  # a payload read is not an exposure
-    obs.get_feature_flag("pricing", "u1", groups={"company": "acme"})  # same user, flag and value
-    obs.get_feature_flag("pricing", "u3", groups={"company": "acme"})
+    acme = {"company": "acme", "team": 7}
+    obs.get_feature_flag("pricing", "u1", groups=acme)  # same user, flag and value, but for a group
+    obs.get_feature_flag("pricing", "u1", groups={"team": "7", "company": "acme"})  # the same groups
+    obs.get_feature_flag("pricing", "u1", groups={"company": "other"})
+    obs.get_feature_flag("pricing", "u3", groups=acme)
     flags_server.flags = {"pricing": "control"}
     obs.get_feature_flag("pricing", "u1")
     obs.get_feature_flag("missing", "u1")  # nothing to report
     events = _events(sink, "$feature_flag_called")
-    assert [(e["distinct_id"], e["properties"]["$feature_flag_response"]) for e in events] == [
-        ("u1", "test"),
-        ("u3", "test"),
-        ("u1", "control"),
+    assert [
+        (e["distinct_id"], e["properties"]["$feature_flag_response"], e["properties"].get("$groups"))
+        for e in events
+    ] == [
+        ("u1", "test", None),
+        ("u1", "test", {"company": "acme", "team": "7"}),
+        ("u1", "test", {"company": "other"}),
+        ("u3", "test", {"company": "acme", "team": "7"}),
+        ("u1", "control", None),
     ]
     first = events[0]["properties"]
     assert first["$feature_flag"] == "pricing" and first["$feature/pricing"] == "test"
     assert first["locally_evaluated"] is False and first["$feature_flag_payload"] == {"price": 9}
-    assert first["$feature_flag_request_id"] == "req-1" and first["$feature_flag_id"] == 7
-    assert "$groups" not in first and events[1]["properties"]["$groups"] == {"company": "acme"}
+    assert first["$feature_flag_request_id"] == "req-1" and first["$feature_flag_id"] == flag_id("pricing")
+    assert first["$feature_flag_version"] == 3 and first["$feature_flag_reason"] == "Matched condition set 1"
+    assert first["$feature_flag_evaluated_at"] == EVALUATED_AT
+
+
+# Config version 2 records (v4 only): an experiment split, a targeting match, and a rule id that is not a
+# UUID (so no rule is reported), as PostHog's /flags/?v=4 describes them.
+RULE_A = "0191b1c2-3d4e-7f80-9a1b-2c3d4e5f6a7b"
+RULE_B = "0191b1c2-3d4e-7f80-9a1b-2c3d4e5f6a7c"
+EXPERIMENT_RECORDS: dict[str, dict[str, Any]] = {
+    "pricing": {
+        "reason": {"code": "experiment_split", "description": "Matched experiment"},
+        "metadata": {
+            "config_version": 2,
+            "rule_type": "experiment",
+            "rule_id": RULE_A,
+            "variant_key": "test",
+            "has_experiment": True,
+        },
+    },
+    "on": {
+        "reason": {"code": "targeting_match"},
+        "metadata": {
+            "config_version": 2,
+            "rule_type": "percentage_rollout",
+            "rule_id": RULE_B,
+            "has_experiment": False,
+        },
+    },
+    "off": {
+        "reason": {"code": "rollout_miss"},
+        "metadata": {"config_version": 2, "rule_type": "percentage_rollout", "rule_id": "not-a-uuid"},
+    },
+}
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "experiments": {"records": EXPERIMENT_RECORDS},
+    "errors-while-computing": {"extra": {"errorsWhileComputingFlags": True}},
+}
+# The reads both SDKs make, in order: (flag, distinct_id, groups).
+READS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("pricing", "u1", None),
+    ("pricing", "u1", None),
+    ("pricing", "u1", {"company": "acme"}),
+    ("pricing", "u1", {"company": "acme"}),
+    ("pricing", "u1", {"company": "other"}),
+    ("on", "u1", None),
+    ("off", "u2", None),
+    ("on", "u2", {"company": "acme", "team": "3"}),
+    ("pricing", "u2", None),
+    ("on", "u1", None),
+]
+
+
+def _posthog(srv: FlagsServer, **kwargs: Any) -> tuple[posthog.Client, list[dict[str, Any]]]:
+    """posthog-python against the same server, keeping the events it would send."""
+    sent: list[dict[str, Any]] = []
+
+    def keep(msg: dict[str, Any]) -> dict[str, Any]:
+        sent.append(msg)
+        return msg
+
+    return posthog.Client("phc_test", host=srv.url, send=False, before_send=keep, **kwargs), sent
+
+
+def _flag_events(events: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The flag events and their flag properties (what either SDK adds of its own left out; None values
+    left out too: obs omits them)."""
+    return [
+        (
+            e["event"],
+            e["distinct_id"],
+            {
+                k: v
+                for k, v in e["properties"].items()
+                if k.startswith(("$feature", "$groups", "$active_feature_flags", "locally_evaluated"))
+                and v is not None
+            },
+        )
+        for e in events
+        if e["event"] in ("$feature_flag_called", "$experiment_exposure", "page")
+    ]
+
+
+def _scenario(srv: FlagsServer, shape: str, scenario: str) -> None:
+    srv.flags = {"on": True, "off": False, "pricing": "test"}
+    srv.payloads = {"pricing": {"price": 9}, "on": [1, 2]}
+    srv.shape = shape
+    srv.records = SCENARIOS[scenario].get("records", {})
+    srv.extra = SCENARIOS[scenario].get("extra", {})
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_feature_flag_called_matches_posthog_python(
+    flags_server: FlagsServer, shape: str, scenario: str
+) -> None:
+    _scenario(flags_server, shape, scenario)
+    ph, theirs = _posthog(flags_server)
+    sink = MemorySink()
+    obs.init(api_key="phc_test", host=flags_server.url, sinks=[sink])
+    for key, did, groups in READS:
+        their_result = ph.get_feature_flag_result(key, did, groups=groups)
+        assert their_result is not None
+        assert obs.get_feature_flag(key, did, groups=groups) == their_result.get_value(), (key, did)
+        assert obs.get_feature_flag_payload(key, did, groups=groups) == their_result.payload
+    ph.shutdown()
+    assert obs.flush(5)
+    ours = _flag_events(sink.events)
+    assert ours == _flag_events(theirs)
+    if shape == "v4" and scenario == "experiments":  # what the comparison covered
+        names = [name for name, _, _ in ours]
+        assert names.count("$experiment_exposure") == 4  # per user, groups, rule and variant
+        called = [props for name, _, props in ours if name == "$feature_flag_called"]
+        assert called[0]["$feature_flag_rule_id"] == RULE_A and "$feature_flag_reason" not in called[0]
+        assert called[0]["$feature_flag_has_experiment"] is True
+
+
+def test_every_answer_shape_gives_the_same_values_and_events(flags_server: FlagsServer) -> None:
+    """v4 and v2 answers bring the same events; the legacy answer the same values and payloads (it has
+    no ids, versions, reasons or request id to report)."""
+    seen: dict[str, tuple[list[Any], list[Any]]] = {}
+    for shape in SHAPES:
+        _scenario(flags_server, shape, "plain")
+        sink = MemorySink()
+        obs.init(api_key="phc_test", host=flags_server.url, sinks=[sink], flags_cache_ttl=0)
+        values = []
+        for key, did, groups in READS:
+            values.append(obs.get_feature_flag(key, did, groups=groups))
+            values.append(obs.get_feature_flag_payload(key, did, groups=groups))
+        snapshot = obs.evaluate_flags("u3")
+        values += [snapshot.get_flag(k) for k in ("on", "off", "pricing")]
+        values += [snapshot.get_flag_payload(k) for k in ("on", "off", "pricing")]
+        assert obs.flush(5)
+        seen[shape] = values, _flag_events(sink.events)
+        obs.shutdown()
+    assert seen["v4"] == seen["v2"]
+    assert seen["legacy"][0] == seen["v4"][0]
+    assert [(n, d) for n, d, _ in seen["legacy"][1]] == [(n, d) for n, d, _ in seen["v4"][1]]
+
+
+# ---------------------------------------------------------------- evaluate_flags: one snapshot per user
+
+
+def _read_snapshot(snapshot: Any) -> list[Any]:
+    """The same reads, in the same order, on posthog-python's snapshot or obs's."""
+    return [
+        snapshot.is_enabled("on"),
+        snapshot.get_flag("pricing"),
+        snapshot.get_flag("pricing"),
+        snapshot.is_enabled("off", True),
+        snapshot.get_flag("missing"),
+        snapshot.is_enabled("missing"),
+        snapshot.get_flag_payload("pricing"),
+        snapshot.get_flag_payload("on"),
+        snapshot.get_flag("on", send_feature_flag_events=False),
+        sorted(snapshot.keys),
+    ]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_evaluate_flags_matches_posthog_python(flags_server: FlagsServer, shape: str, scenario: str) -> None:
+    _scenario(flags_server, shape, scenario)
+    ph, theirs = _posthog(flags_server)
+    sink = MemorySink()
+    obs.init(api_key="phc_test", host=flags_server.url, sinks=[sink])
+    groups = {"company": "acme"}
+    their_snapshot = ph.evaluate_flags("u1", groups=groups)
+    snapshot = obs.evaluate_flags("u1", groups=groups)
+    theirs_request, ours_request = flags_server.flag_requests
+    assert _without(ours_request.body, "sent_at") == _without(theirs_request.body, "sent_at")
+    assert "flag_keys_to_evaluate" not in ours_request.body  # every flag, in one request
+    assert _read_snapshot(snapshot) == _read_snapshot(their_snapshot)
+    for snap, capture in ((their_snapshot, ph.capture), (snapshot, obs.capture)):
+        capture("page", distinct_id="u1", properties={"$feature/on": "mine"}, flags=snap)
+        capture("page", distinct_id="u1", flags=snap.only_accessed())
+        capture("page", distinct_id="u1", flags=snap.only(["off", "pricing"]))
+    ph.shutdown()
+    assert obs.flush(5)
+    ours = _flag_events(sink.events)
+    assert ours == _flag_events(theirs)
+    assert len(flags_server.flag_requests) == 2  # reads and captures asked nothing more
+    pages = [props for name, _, props in ours if name == "page"]
+    assert pages[0] == {
+        "$feature/on": "mine",  # the event's own properties win
+        "$feature/off": False,
+        "$feature/pricing": "test",
+        "$active_feature_flags": ["on", "pricing"],
+    }
+    missing = [p for n, _, p in ours if n == "$feature_flag_called" and p["$feature_flag"] == "missing"]
+    assert missing and "flag_missing" in missing[0]["$feature_flag_error"]
+
+
+def test_evaluate_flags_with_local_evaluation_matches_posthog_python(flags_server: FlagsServer) -> None:
+    flags_server.definitions = {
+        "flags": [
+            flag("local-on", 100),
+            flag("local-off", 0),
+            {**flag("sticky", 100, ensure_experience_continuity=True), "has_experiment": False},
+        ],
+        "group_type_mapping": {},
+        "cohorts": {},
+    }
+    flags_server.flags = {"sticky": "remote", "remote-only": True, "local-on": False}
+    ph, theirs = _posthog(flags_server, secret_key=PERSONAL_KEY)
+    ph.load_feature_flags()
+    sink = MemorySink()
+    obs.init(api_key="phc_test", host=flags_server.url, sinks=[sink], personal_api_key=PERSONAL_KEY)
+
+    def reads(snapshot: Any) -> list[Any]:
+        return [snapshot.get_flag(k) for k in ("local-on", "local-off", "sticky", "remote-only")]
+
+    their_snapshot = ph.evaluate_flags("u1")
+    snapshot = obs.evaluate_flags("u1")
+    assert reads(snapshot) == reads(their_snapshot) == [True, False, "remote", True]
+    # Local evaluation decided two, and `sticky` needs the server: one request for every flag (as
+    # posthog-python asks), whose answers fill in what local evaluation did not decide (not `local-on`).
+    theirs_request, ours_request = flags_server.flag_requests
+    assert _without(ours_request.body, "sent_at") == _without(theirs_request.body, "sent_at")
+    keys = obs.evaluate_flags("u2", flag_keys=["local-on", "remote-only"])
+    assert [keys.get_flag("local-on"), keys.get_flag("remote-only")] == [True, True]
+    assert flags_server.flag_requests[-1].body["flag_keys_to_evaluate"] == ["local-on", "remote-only"]
+    assert obs.evaluate_flags("u3", flag_keys=["local-on"]).get_flag("local-on") is True
+    assert len(flags_server.flag_requests) == 3  # all decided locally: no request
+    ph.shutdown()
+    assert obs.flush(5)
+    called = [e for e in sink.events if e["distinct_id"] == "u1"]
+    assert _flag_events(called) == _flag_events(theirs)
+    local = next(e for e in called if e["properties"]["$feature_flag"] == "local-on")["properties"]
+    assert local["locally_evaluated"] is True and local["$feature_flag_reason"] == "Evaluated locally"
+    assert local["$feature_flag_id"] == flag_id("local-on") and local["$feature_flag_version"] == 1
+
+
+def test_evaluate_flags_flag_keys_and_nothing_to_ask(remote: tuple[FlagsServer, MemorySink]) -> None:
+    srv, _ = remote
+    snapshot = obs.evaluate_flags("u1", flag_keys=["pricing", "missing"])
+    assert srv.flag_requests[-1].body["flag_keys_to_evaluate"] == ["pricing", "missing"]
+    assert snapshot.keys == ["pricing"] and "pricing" in snapshot and "on" not in snapshot
+    assert snapshot.get_flag("on") is None  # not asked for
+    empty = obs.evaluate_flags("u1", flag_keys=[])
+    assert empty.keys == [] and empty.distinct_id == "u1"
+    assert len(srv.flag_requests) == 1
+    with obs.context(distinct_id="ctx-user"):
+        assert obs.evaluate_flags().distinct_id == "ctx-user"
+    assert srv.flag_requests[-1].body["distinct_id"] == "ctx-user"
+    assert repr(snapshot) == "FeatureFlagEvaluations(distinct_id='u1', flags={'pricing': 'test'})"
+
+
+def test_evaluate_flags_reads_are_remembered_for_errors_and_track(
+    remote: tuple[FlagsServer, MemorySink],
+) -> None:
+    _, sink = remote
+    with obs.context(distinct_id="u1"):
+        snapshot = obs.evaluate_flags()
+        assert snapshot.get_flag("pricing") == "test"
+        obs.capture_exception(ValueError("boom"))
+    (error,) = _events(sink, "$exception")
+    assert error["properties"]["$feature/pricing"] == "test"
+    assert "$feature/on" not in error["properties"]  # evaluated, but not read
+
+
+def test_evaluate_flags_when_it_cannot_tell(
+    flags_server: FlagsServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags_server.flags = {"on": True}
+    monkeypatch.setenv("POSTHOG_HOST", flags_server.url)
+    off = obs.evaluate_flags("u1")  # obs is off: nothing asked, nothing sent
+    assert off.get_flag("on", default="d") == "d" and off.is_enabled("on", True) is True
+    assert flags_server.received == []
+    sink = MemorySink()
+    obs.init(api_key="phc_test", sinks=[sink])
+    with caplog.at_level(logging.WARNING, logger="obs"):
+        nobody = obs.evaluate_flags()
+        assert nobody.distinct_id == "" and nobody.get_flag("on") is None
+        flags_server.script(
+            Reply(status=500), Reply(body=b'{"quotaLimited": ["feature_flags"], "flags": {}}')
+        )
+        failed = obs.evaluate_flags("u1")
+        quota = obs.evaluate_flags("u2")
+        assert failed.get_flag("on", default="d") == "d" and quota.is_enabled("on") is False
+    logged = [r.getMessage() for r in caplog.records if r.name == "obs"]
+    assert any("evaluate_flags: no distinct_id" in m for m in logged)
+    assert any("HTTP 500" in m for m in logged) and any("quota limited" in m for m in logged)
+    assert obs.get_client().stats()["flag_errors"] == 2
+    errors = {
+        e["distinct_id"]: e["properties"]["$feature_flag_error"]
+        for e in _events(sink, "$feature_flag_called")
+    }
+    assert errors == {"u1": "flag_missing", "u2": "quota_limited,flag_missing"}  # as posthog-python sends
+
+
+def test_evaluate_flags_under_obs_testing(flags_server: FlagsServer) -> None:
+    obs.init(api_key="phc_test", host=flags_server.url, sinks=["memory"])
+    with obs.testing.capture_events(flags={"on": True, "pricing": "control"}) as captured:
+        captured.flags.set("pricing", "test", payload={"price": 9}, distinct_id="vip")
+        snapshot = obs.evaluate_flags("vip")
+        assert (snapshot.get_flag("pricing"), snapshot.get_flag_payload("pricing")) == ("test", {"price": 9})
+        assert sorted(snapshot.keys) == ["on", "pricing"]
+        assert obs.evaluate_flags("other", flag_keys=["pricing"]).keys == ["pricing"]
+        obs.capture("page", distinct_id="vip", flags=snapshot)
+    assert flags_server.received == []
+    captured.assert_captured("$feature_flag_called", "vip", **{"$feature_flag_response": "test"})
+    captured.assert_captured("page", "vip", **{"$feature/pricing": "test", "$feature/on": True})
 
 
 def test_feature_flag_called_dedup_is_bounded(

@@ -27,6 +27,7 @@ class _FeatureGate(Probe):
         distinct_id: DistinctId,
         groups: Any,
         person_properties: Any,
+        disable_geoip: bool | None,
     ) -> None:
         self.key = key
         self.variant = variant
@@ -34,6 +35,7 @@ class _FeatureGate(Probe):
         self.distinct_id = distinct_id
         self.groups = groups
         self.person_properties = person_properties
+        self.disable_geoip = disable_geoip
         self.raises = fallback if isinstance(fallback, type) and issubclass(fallback, BaseException) else None
         self.fallback = _replacement(fallback)
 
@@ -69,6 +71,7 @@ class _FeatureGate(Probe):
                 _resolve(self.person_properties, args, kwargs),
                 None,
                 self.default,
+                disable_geoip=self.disable_geoip,
             )
         except Exception as e:  # a groups/person_properties callable failed: the default decides
             return self._failed(e)
@@ -86,6 +89,7 @@ class _FeatureGate(Probe):
                 _resolve(self.person_properties, args, kwargs),
                 None,
                 self.default,
+                disable_geoip=self.disable_geoip,
             )
         except Exception as e:
             return self._failed(e)
@@ -122,6 +126,7 @@ def feature_gate(
     distinct_id: DistinctId = None,
     groups: Spec = None,
     person_properties: Spec = None,
+    disable_geoip: bool | None = None,
 ) -> Decorator: ...
 @overload
 def feature_gate(
@@ -134,6 +139,7 @@ def feature_gate(
     distinct_id: DistinctId = None,
     groups: Spec = None,
     person_properties: Spec = None,
+    disable_geoip: bool | None = None,
 ) -> _Swallowing[D]: ...
 @overload
 def feature_gate(
@@ -145,6 +151,7 @@ def feature_gate(
     distinct_id: DistinctId = None,
     groups: Spec = None,
     person_properties: Spec = None,
+    disable_geoip: bool | None = None,
 ) -> _Swallowing[None]: ...
 def feature_gate(
     key: str,
@@ -156,6 +163,7 @@ def feature_gate(
     distinct_id: DistinctId = None,
     groups: Spec = None,
     person_properties: Spec = None,
+    disable_geoip: bool | None = None,
 ) -> Any:
     """Run the decorated callable only when feature flag ``key`` is on for the caller's user (with
     ``variant``: only when they get that variant); otherwise return ``fallback``.
@@ -166,6 +174,7 @@ def feature_gate(
     - ``default``: the flag's value when it cannot be evaluated (obs off, no distinct_id, a failure).
     - ``distinct_id``, ``groups``, ``person_properties``: values, or callables given the call's
       arguments; the distinct_id defaults to :class:`obs.context`'s.
+    - ``disable_geoip``: overrides ``OBS_DISABLE_GEOIP`` for this gate's checks.
 
     Evaluations are cached (``OBS_FLAGS_CACHE_TTL``), so a hot gate costs a dictionary lookup; async
     callables await a cache miss without blocking the event loop. Generators: the flag is checked when
@@ -173,5 +182,7 @@ def feature_gate(
     """
     if not isinstance(key, str) or not key:
         raise ValueError("@feature_gate needs a flag key, e.g. @feature_gate('new-checkout')")
-    probe = _FeatureGate(key, variant, default, fallback, distinct_id, groups, person_properties)
+    probe = _FeatureGate(
+        key, variant, default, fallback, distinct_id, groups, person_properties, disable_geoip
+    )
     return lambda fn: wrap(fn, probe)

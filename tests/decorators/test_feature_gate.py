@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
+import trio
 
 import obs
 from obs.sinks import MemorySink
@@ -93,9 +95,32 @@ def test_fallback_raises_feature_disabled(gates: tuple[FlagsServer, MemorySink])
         lookup()
 
 
-def test_async_callables(gates: tuple[FlagsServer, MemorySink]) -> None:
+def _asyncio_run(main: Callable[[], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        return await main()
+
+    return asyncio.run(run())
+
+
+RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
+    "asyncio": _asyncio_run,
+    "trio": trio.run,
+    "anyio-trio": lambda main: anyio.run(main, backend="trio"),
+}
+
+
+@pytest.fixture(params=list(RUNNERS))
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    return RUNNERS[request.param]
+
+
+def test_async_callables(
+    gates: tuple[FlagsServer, MemorySink], run: Callable[[Callable[[], Awaitable[Any]]], Any]
+) -> None:
+    srv, _ = gates
+
     async def old(x: int) -> str:
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
         return f"old {x}"
 
     @obs.feature_gate("on", fallback=old)
@@ -120,7 +145,29 @@ def test_async_callables(gates: tuple[FlagsServer, MemorySink]) -> None:
         return [await new(1), await hidden(2), await sync_fallback(3)]
 
     assert inspect.iscoroutinefunction(new)
-    assert asyncio.run(main()) == ["new 1", "old 2", "sync 3"]
+    assert run(main) == ["new 1", "old 2", "sync 3"]  # asked the flags server, on every loop
+    assert len(srv.flag_requests) == 2 and obs.get_client().stats()["flag_errors"] == 0
+
+
+def test_disable_geoip_and_groups(gates: tuple[FlagsServer, MemorySink]) -> None:
+    srv, sink = gates
+
+    @obs.feature_gate("on", fallback="off", groups={"company": "acme"}, disable_geoip=False)
+    def geo() -> str:
+        return "on"
+
+    @obs.feature_gate("on", fallback="off", groups={"company": "other"})
+    def other() -> str:
+        return "on"
+
+    assert (geo(), geo(), other()) == ("on", "on", "on")
+    assert [r.body["geoip_disable"] for r in srv.flag_requests] == [False, True]
+    assert obs.flush(5)
+    called = sink.named("$feature_flag_called")  # one per group, as posthog-python reports them
+    assert [(e["properties"]["$groups"], e["properties"]["$geoip_disable"]) for e in called] == [
+        ({"company": "acme"}, False),
+        ({"company": "other"}, True),
+    ]
 
 
 def test_generators(gates: tuple[FlagsServer, MemorySink]) -> None:
@@ -267,7 +314,9 @@ def test_a_failing_argument_callable_uses_the_default(gates: tuple[FlagsServer, 
     assert broken() == "off"  # default=False decides; the error is logged, not raised
 
 
-def test_async_gate_never_blocks_the_loop(gates: tuple[FlagsServer, MemorySink]) -> None:
+def test_async_gate_never_blocks_the_loop(
+    gates: tuple[FlagsServer, MemorySink], run: Callable[[Callable[[], Awaitable[Any]]], Any]
+) -> None:
     srv, _ = gates
 
     def slow(body: dict[str, Any]) -> bool:
@@ -282,19 +331,20 @@ def test_async_gate_never_blocks_the_loop(gates: tuple[FlagsServer, MemorySink])
 
     async def main() -> tuple[str, int]:
         ticks = 0
+        async with anyio.create_task_group() as tg:
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.02)
-                ticks += 1
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await anyio.sleep(0.02)
+                    ticks += 1
 
-        task = asyncio.create_task(ticker())
-        result = await handler()
-        task.cancel()
+            tg.start_soon(ticker)
+            result = await handler()
+            tg.cancel_scope.cancel()
         return result, ticks
 
-    result, ticks = asyncio.run(main())
+    result, ticks = run(main)
     assert result == "on" and ticks >= 8
 
 
