@@ -92,13 +92,18 @@ def test_two_processes_sharing_a_spool_send_nothing_twice(tmp_path: Path) -> Non
         client = obs.init()
         ids = [obs.capture("shared", {"p": sys.argv[1], "i": i}, distinct_id="u") for i in range(3_000)]
         deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and client.stats()["spool_writes"] < 3_000:
+            time.sleep(0.05)
+        print("spooled", client.stats()["spool_writes"], flush=True)
         while time.monotonic() < deadline and (client.stats()["spool_pending"] or not client.flush(0.1)):
             time.sleep(0.05)
         print(json.dumps({"ids": ids, "stats": client.stats()}))
     """
     procs = [_start(both, _env(host, spool), tag) for tag in ("a", "b")]
     try:
-        time.sleep(2.0)  # both spool through the outage
+        # Both spool everything through the outage before the endpoint comes up (however slow they start).
+        spooled = [p.stdout.readline().split() for p in procs if p.stdout]
+        assert all(w[0] == "spooled" and int(w[1]) >= 3_000 for w in spooled), spooled
         with CaptureServer(port=port) as server:
             outs = [p.communicate(timeout=60) for p in procs]
             got = Counter(e["uuid"] for e in server.events())
