@@ -581,13 +581,14 @@ def _register_atexit() -> None:
 
 def _shutdown_all() -> None:
     """At interpreter exit (and at the end of a multiprocessing child): flush every live client."""
-    if _live:
+    if any(not c._closed for c in _live):
         # Objects only the cyclic GC would free may still owe events: an LLM stream the caller stopped
         # reading without closing is closed (and reported) when collected, which must happen before
         # the clients shut down.
         gc.collect()
     for c in list(_live):
-        c.shutdown(c._exit_timeout())
+        if not c._closed:
+            c.shutdown(c._exit_timeout())
 
 
 def _reset_after_fork() -> None:
