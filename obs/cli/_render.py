@@ -93,10 +93,9 @@ def top_frame(p: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return None
     raw = (exceptions[0].get("stacktrace") or {}).get("frames") or []
     frames: list[Mapping[str, Any]] = [f for f in raw if isinstance(f, Mapping)]
-    for frame in reversed(frames):  # PostHog's order: outermost first, where it was raised last
-        if frame.get("in_app"):
-            return frame
-    return frames[-1] if frames else None
+    # PostHog's order: outermost first, the frame that raised last.
+    in_app = [f for f in frames if f.get("in_app")]
+    return (in_app or frames)[-1] if frames else None
 
 
 def describe(event: Mapping[str, Any]) -> str:

@@ -28,6 +28,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -385,11 +386,10 @@ def _date(value: str | None) -> dt.datetime | None:
 
 
 def _reason(e: BaseException) -> str:
-    """The innermost cause's message, which says what happened (``[Errno 111] Connection refused``)."""
+    """The innermost cause's message, which says what happened (``Connection refused``)."""
     while e.__cause__ is not None or e.__context__ is not None:
         e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    text = str(e) or type(e).__name__
-    return text.removeprefix("[Errno -2] ").removeprefix("[Errno -3] ")
+    return re.sub(r"^\[Errno -?\d+\] ", "", str(e)) or type(e).__name__
 
 
 def _ms(seconds: float) -> float:
@@ -479,109 +479,105 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    console = Console(highlight=False)
-
-    def section(title: str, rows: list[tuple[Any, ...]]) -> None:
-        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 2))
-        for row in rows:
-            table.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
-        console.print(Text(title, style="bold"))
-        console.print(table)
-
+    out = _Printer(Console(highlight=False))
     version = report["version"]
     if not report["settings"] and report["problems"]:
-        console.print(
-            Text(
-                f"obs {version}: the configuration is invalid (see below); obs.init() would refuse it",
-                style="red",
-            )
-        )
+        out.line(f"obs {version}: the configuration is invalid; obs.init() would refuse it", "red")
         return
     if report["enabled"]:
-        console.print(Text(f"obs {version} is on", style="bold green"))
+        out.line(f"obs {version} is on", "bold green")
     else:
-        console.print(
-            Text(
-                f"obs {version} is off: POSTHOG_API_KEY is not set, so nothing is captured or sent.",
-                style="bold yellow",
-            )
+        out.line(
+            f"obs {version} is off: POSTHOG_API_KEY is not set, so nothing is captured or sent.",
+            "bold yellow",
         )
-        console.print("Turn it on with your project API key (PostHog → Project settings → Project API key):")
-        console.print("  export POSTHOG_API_KEY=phc_…")
-    console.print()
-    section(
-        "Configuration (from the environment; keywords given to obs.init() in code take precedence)",
+        out.line("Turn it on with your project API key (PostHog → Project settings → Project API key):")
+        out.line("  export POSTHOG_API_KEY=phc_…")
+    out.section(
+        "Configuration (from the environment; obs.init() keywords in code override it)",
         [
             (
                 s["variable"],
-                Text("unset", style="dim") if s["value"] is None else _value_text(s["value"]),
-                Text(s["source"], style="dim" if s["source"] == "default" else "cyan"),
+                ("unset", "dim") if s["value"] is None else _value(s["value"]),
+                (s["source"], "dim" if s["source"] == "default" else "cyan"),
             )
             for s in report["settings"]
         ],
     )
-    if not report["enabled"]:
-        _print_local(report, section)
-        return
-    console.print()
-    section("Sinks", [(s["kind"], s["target"]) for s in report["sinks"]])
-    host = report["host"]
-    if host is not None:
-        console.print()
-        section("Host", _host_rows(host))
-    _print_local(report, section)
+    if report["enabled"]:
+        out.section("Sinks", [(s["kind"], s["target"]) for s in report["sinks"]])
+        if report["host"] is not None:
+            out.section("Host", _host_rows(report["host"]))
+    out.section("Local", _local_rows(report["local"]))
 
 
-def _value_text(value: Any) -> Any:
-    from rich.text import Text
-
-    return Text(str(value).lower() if isinstance(value, bool) else str(value))
+Cell = str | tuple[str, str]  # text, or (text, style)
 
 
-def _host_rows(host: dict[str, Any]) -> list[tuple[Any, ...]]:
-    from rich.text import Text
+class _Printer:
+    """Sections of two or three columns, values as plain text (a value is never read as markup)."""
 
-    rows: list[tuple[Any, ...]] = []
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def line(self, text: str, style: str = "") -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text, style=style))
+
+    def section(self, title: str, rows: list[tuple[Cell, ...]]) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        if not rows:
+            return
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 2))
+        for row in rows:
+            table.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
+        self.console.print()
+        self.console.print(Text(title, style="bold"))
+        self.console.print(table)
+
+
+def _value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _host_rows(host: dict[str, Any]) -> list[tuple[Cell, ...]]:
+    rows: list[tuple[Cell, ...]] = []
     dns = host["dns"]
     if dns is None:
-        rows.append(("DNS", Text("does not resolve", style="red")))
-        return rows
+        return [("DNS", ("does not resolve", "red"))]
     took = "" if dns["ms"] is None else f" in {dns['ms']:g} ms"
     rows.append(("DNS", f"{dns['name']} → {', '.join(dns['addresses'][:3])}{took}"))
     http = host["http"]
     if http is None:
-        rows.append(("HTTP", Text("does not answer", style="red")))
-        return rows
-    style = "red" if http["status"] >= 500 else "green"
-    rows.append(("HTTP", Text(f"OPTIONS {http['url']} → {http['status']} in {http['ms']:g} ms", style=style)))
+        return [*rows, ("HTTP", ("does not answer", "red"))]
+    answer = f"OPTIONS {http['url']} → {http['status']} in {http['ms']:g} ms"
+    rows.append(("HTTP", (answer, "red" if http["status"] >= 500 else "green")))
     skew = host["skew_seconds"]
     if skew is None:
-        rows.append(("Clock", Text("unknown (no Date header)", style="dim")))
+        rows.append(("clock", ("skew unknown (no Date header)", "dim")))
     else:
-        style = "yellow" if abs(skew) > SKEW_WARNING else "green"
-        rows.append(("Clock", Text(f"skew {skew:+.1f} s against the host's Date header (±1 s)", style=style)))
+        text = f"skew {skew:+.1f} s against the host's Date header (±1 s)"
+        rows.append(("clock", (text, "yellow" if abs(skew) > SKEW_WARNING else "green")))
     return rows
 
 
-def _print_local(report: dict[str, Any], section: Any) -> None:
-    from rich.console import Console
-
-    local = report["local"]
-    rows: list[tuple[Any, ...]] = []
+def _local_rows(local: dict[str, Any]) -> list[tuple[Cell, ...]]:
+    rows: list[tuple[Cell, ...]] = []
     spool = local["spool"]
     if spool is not None:
-        rows.append(("spool", spool["path"], _counts(spool, "no file yet (made at the first failed send)")))
+        rows.append(
+            ("spool", spool["path"], _counts(spool, "no file yet (an app with this setting makes it)"))
+        )
     for store in local["stores"]:
         label = "store" if store["configured"] else "store (not in OBS_SINKS)"
         rows.append((label, store["path"], _counts(store, "no file yet (made at the first event)")))
     for f in local["jsonl"]:
         rows.append(("jsonl", f["path"], _counts(f, "no file yet (made at the first event)")))
-    if rows:
-        Console().print()
-        section("Local", rows)
+    return rows
 
 
 def _counts(c: dict[str, Any], missing: str) -> str:
