@@ -120,29 +120,33 @@ class StoreReader:
 
     def new(self, flt: Filter) -> list[Event]:
         """The matching events added since the last call (or :meth:`recent`), in the order they came."""
+        (top,) = self._query("SELECT coalesce(max(rowid), 0) FROM events", ())[0]
+        if top <= self.last_rowid:
+            return []
         where, args = self._where(flt)
         rows = self._query(
-            "SELECT rowid, uuid, event, distinct_id, timestamp, properties FROM events"
-            f" WHERE rowid > ?{where} ORDER BY rowid",
-            (self.last_rowid, *args),
+            "SELECT uuid, event, distinct_id, timestamp, properties FROM events"
+            f" WHERE rowid > ? AND rowid <= ?{where} ORDER BY rowid",
+            (self.last_rowid, top, *args),
         )
-        if rows:
-            self.last_rowid = int(rows[-1][0])
-        return [e for e in (_event(r[1:]) for r in rows) if flt.matches(e)]
+        self.last_rowid = int(top)  # rows up to here are seen, shown or not: the next look starts after
+        return [e for e in map(_event, rows) if flt.matches(e)]
 
     def _where(self, flt: Filter) -> tuple[str, list[Any]]:
         """SQL conditions that narrow the rows; :meth:`Filter.matches` still decides each event."""
         sql, args = "", []
-        names = list(flt.events)
-        if flt.kinds:  # the kinds' names among those stored (the event index makes this cheap)
-            stored = [n for (n,) in self._query("SELECT DISTINCT event FROM events", ())]
-            of_kind = [n for n in stored if kind_of({"event": n}) in flt.kinds]
-            names = [n for n in names if n in of_kind] if names else of_kind
-            if not names:
-                return " AND 0", []
-        if names:
-            sql += f" AND event IN ({','.join('?' * len(names))})"
-            args += names
+        if flt.events:
+            sql += f" AND event IN ({_marks(flt.events)})"
+            args += list(flt.events)
+        if flt.kinds:
+            fixed = _fixed_names()
+            wanted = [name for name, kind in fixed.items() if kind in flt.kinds]
+            either = [f"event IN ({_marks(wanted)})"] if wanted else []
+            args += wanted
+            if "custom" in flt.kinds:  # a custom event is one of any other name
+                either.append(f"event NOT IN ({_marks(fixed)})")
+                args += list(fixed)
+            sql += f" AND ({' OR '.join(either)})" if either else " AND 0"
         if flt.distinct_id is not None:
             sql += " AND distinct_id = ?"
             args.append(flt.distinct_id)
@@ -207,6 +211,21 @@ class JsonlReader:
             if flt.matches(event):
                 out.append(event)
         return out
+
+
+def _fixed_names() -> dict[str, str]:
+    """Event name → kind for the kinds whose events have a fixed name (every kind but ``custom``)."""
+    from ..events import EVENT_KINDS
+
+    names = {}
+    for model in EVENT_KINDS.values():
+        for name in getattr(model.model_fields["name"].annotation, "__args__", ()):
+            names[name] = kind_of({"event": name})
+    return names
+
+
+def _marks(items: Sequence[Any] | Mapping[Any, Any]) -> str:
+    return ",".join("?" * len(items))
 
 
 def _event(row: Sequence[Any]) -> Event:

@@ -205,6 +205,8 @@ def test_bad_arguments(app_dir: Path, args: list[str], message: str) -> None:
 # ------------------------------------------------------------------------------------------ --follow
 
 WRITER = """\
+import datetime as dt
+
 import obs
 
 obs.init()
@@ -212,6 +214,9 @@ for batch in range(5):
     for i in range(4):
         obs.capture("tick", {"batch": batch, "i": i}, distinct_id="writer")
     assert obs.flush(10)
+yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+obs.capture("late", distinct_id="writer", timestamp=yesterday)  # stored now, older than all the rest
+assert obs.flush(10)
 """
 
 CRASHER = """\
@@ -240,11 +245,13 @@ def test_follow_prints_what_another_process_writes_once_each_then_stops_on_ctrl_
     first = [json.loads(line) for line in tail.take(len(APP_EVENTS))]
     assert sorted(names(first)) == sorted(APP_EVENTS)
 
-    run_app(tmp_path, "sqlite", WRITER)  # five batches, one after the other, while tail polls
-    ticks = [json.loads(line) for line in tail.take(20)]
+    run_app(tmp_path, "sqlite", WRITER)  # six batches, one after the other, while tail polls
+    new = [json.loads(line) for line in tail.take(21)]
+    ticks = [e for e in new if e["event"] == "tick"]
     assert sorted((e["properties"]["batch"], e["properties"]["i"]) for e in ticks) == [
         (b, i) for b in range(5) for i in range(4)
     ]
+    assert [e["event"] for e in new if e["event"] != "tick"] == ["late"]
     assert tail.pending() == []  # nothing twice
 
     status, stderr = tail.stop()
