@@ -22,23 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import difflib
-import email.utils
-import ipaddress
 import json
 import logging
 import os
 import re
-import socket
-import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+# The rest is imported when the command runs, so that `obs --help` stays quick.
+if TYPE_CHECKING:
+    import sqlite3
 
 CAPTURE_PROBE = "/batch/"  # the route obs posts events to: OPTIONS on it ingests nothing
 SKEW_WARNING = 10.0  # seconds: beyond this, the clocks disagree by more than a Date header's rounding
@@ -221,6 +219,8 @@ def mask(key: str) -> str:
 
 def _variable_warnings() -> list[str]:
     """Variables that look meant for obs but that it will not read: set only in ./.env, or misspelt."""
+    import difflib
+
     from .._config import Settings
 
     known = {str(f.validation_alias or n) for n, f in Settings.model_fields.items()} | _OTHER_VARIABLES
@@ -350,6 +350,9 @@ def check_host(host: str, timeout: float) -> dict[str, Any]:
 def _resolve(name: str, port: int, timeout: float) -> list[str]:
     """The addresses ``name`` resolves to, by the system resolver, giving up after ``timeout`` seconds
     (getaddrinfo itself has no timeout, so it runs in a thread left behind if it hangs)."""
+    import socket
+    import threading
+
     result: list[Any] = []
 
     def lookup() -> None:
@@ -369,6 +372,8 @@ def _resolve(name: str, port: int, timeout: float) -> list[str]:
 
 
 def _is_address(name: str) -> bool:
+    import ipaddress
+
     try:
         ipaddress.ip_address(name.strip("[]"))
     except ValueError:
@@ -377,6 +382,8 @@ def _is_address(name: str) -> bool:
 
 
 def _date(value: str | None) -> dt.datetime | None:
+    import email.utils
+
     if not value:
         return None
     try:
@@ -413,6 +420,8 @@ def _local(settings: Any, sinks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def spool_counters(directory: Path) -> dict[str, Any]:
     """Pending batches, events and bytes in the spool at ``directory`` (read-only)."""
+    import sqlite3
+
     from ..sinks._spool import FILENAME
 
     path = directory / FILENAME
@@ -433,6 +442,8 @@ def spool_counters(directory: Path) -> dict[str, Any]:
 
 def store_counters(path: Path, configured: bool = True) -> dict[str, Any]:
     """Events stored and the latest one's timestamp in the SQLite store at ``path`` (read-only)."""
+    import sqlite3
+
     out: dict[str, Any] = {"path": str(path), "exists": path.is_file(), "configured": configured}
     if not out["exists"]:
         return out
@@ -464,6 +475,8 @@ def jsonl_counters(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    import sqlite3
+
     from ._store import _uri_path
 
     conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, isolation_level=None)

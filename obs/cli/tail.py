@@ -12,12 +12,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..testing import KINDS
-from ._store import Filter, JsonlReader, SourceError, StoreReader, by_time, parse_since
+
+if TYPE_CHECKING:  # imported when the command runs, so that `obs --help` stays quick
+    from ._store import Filter, JsonlReader, StoreReader
 
 POLL_INTERVAL = 0.2  # seconds between looks for new events with --follow
 DEFAULT_LINES = 20  # events shown without --since or --lines
@@ -116,6 +118,8 @@ def tail(
         raise typer.BadParameter(
             f"{unknown[0]!r} is not an event kind; the kinds are {', '.join(KINDS)}", param_hint="'--kind'"
         )
+    from ._store import Filter, SourceError, parse_since
+
     try:
         flt = Filter(
             events=tuple(event or ()),
@@ -162,6 +166,8 @@ class _Sources:
 
 
 def _open(store: Path | None, jsonl: list[Path]) -> _Sources:
+    from ._store import JsonlReader, StoreReader
+
     if store is None and not jsonl:
         store = _default_store()
     reader = StoreReader(store).open() if store is not None else None
@@ -178,6 +184,8 @@ def _default_store() -> Path:
 
 
 def _run(sources: _Sources, flt: Filter, limit: int | None, follow: bool, out: _Output) -> None:
+    from ._store import by_time
+
     events = sources.store.recent(flt, limit) if sources.store else []
     for f in sources.files:
         events += f.read(flt, final=not follow)
