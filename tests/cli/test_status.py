@@ -309,3 +309,18 @@ def test_bad_usage_exits_2(args: list[str], message: str) -> None:
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_setting_obs_falls_back_on_is_a_warning(tmp_path: Path) -> None:
+    proc = run_obs(
+        "status",
+        "--offline",
+        env={"POSTHOG_API_KEY": KEY, "POSTHOG_IDENTIFY_PII": "everything"},
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [
+        "obs status: warning: POSTHOG_IDENTIFY_PII='everything' is not one of none|id|email|full; "
+        "using 'email'"
+    ]
+    assert re.search(r"POSTHOG_IDENTIFY_PII\s+email\s+environment", proc.stdout)
