@@ -7,6 +7,10 @@ delay, a hang, a dropped connection or a reset in the middle of the response. Fa
 size, `pause_accept(seconds)` leaves new connections waiting in the listen backlog (a slow accept).
 "Refused" is a port nobody listens on: `refused_url()`.
 
+`OPTIONS` on any path (a CORS preflight, which is how `obs status` checks the host without sending an
+event) is answered 200 with PostHog's CORS headers, or as scripted; the paths asked are kept in `options`.
+`clock_offset` shifts the `Date` header of every answer (a server whose clock disagrees with ours).
+
 `url` reaches it by address (`http://127.0.0.1:PORT`), `host_url` by name (`http://localhost:PORT`, resolved
 through the system resolver as a real host is).
 
@@ -123,6 +127,8 @@ class CaptureServer(LocalServer):
         self._failing: tuple[float, Reply] | None = None
         self.received: list[Received] = []
         self.count_events = 0  # events in 2xx-answered requests (counted cheaply, without storing)
+        self.options: list[str] = []  # paths of the OPTIONS requests, in order
+        self.clock_offset = 0.0  # seconds added to the time in every answer's Date header
         self._script: deque[Reply] = deque()
         self.default = Reply()
         self._lock = threading.Lock()
@@ -135,6 +141,28 @@ class CaptureServer(LocalServer):
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                now = time.time() + server.clock_offset if timestamp is None else timestamp
+                return super().date_time_string(now)
+
+            def do_OPTIONS(self) -> None:
+                reply = server._next_reply()
+                with server._cond:
+                    server.options.append(self.path)
+                    server._cond.notify_all()
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.hang or reply.close or reply.reset:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(reply.status)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))

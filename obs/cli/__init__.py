@@ -22,4 +22,4 @@ def main() -> None:
         raise SystemExit(2) from None
     from ._app import app
 
-    app()
+    app(prog_name="obs")  # also under `python -m obs`, whose argv[0] is __main__.py
