@@ -93,6 +93,8 @@ def ui(
         threading.Thread(target=_open_when_served, args=(server, url), daemon=True).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then raises it again: the stop asked for, no error
+        pass
     finally:
         viewer_store.close()
         sock.close()

@@ -2,7 +2,7 @@
 //
 // Events carry user data, so nothing here parses HTML: every element is created with
 // document.createElement / createElementNS and every value goes in as text (Node.append with a string,
-// textContent) or as a plain attribute (title, data-*). No innerHTML, no inline script or style (the page's
+// textContent) or as a plain attribute (title, data-*); markup is never parsed. No inline script or style (the page's
 // Content-Security-Policy forbids both); positions are set through element.style, which CSP allows.
 "use strict";
 
