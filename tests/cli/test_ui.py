@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -587,8 +588,25 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 2
-    assert r.stderr.startswith(f"obs ui: {bogus} is not an obs event store (")
+    assert r.stderr == f"obs ui: cannot read {bogus} as an obs event store (file is not a database)\n"
     assert bogus.read_text().startswith("these are my notes")
+
+
+def test_another_applications_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    before = other.read_bytes()
+    r = subprocess.run(
+        [sys.executable, "-m", "obs", "ui", "--store", str(other), "--port", str(free_port()), "--no-open"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert r.stderr == f"obs ui: cannot read {other} as an obs event store (no such table: events)\n"
+    assert other.read_bytes() == before  # no `events` table was created in it
 
 
 def test_a_store_that_appears_later_or_is_replaced_is_followed(tmp_path: Path, llm: LLMServer) -> None:

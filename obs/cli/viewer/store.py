@@ -1,10 +1,10 @@
 """What the viewer reads from the embedded store: pages of events, one event, facets, LLM traces and the
 chart series, each as JSON-ready dicts.
 
-Read only: the viewer never writes an event. The store is SQLite in WAL mode, so the application keeps
-writing while we read; every answer is built inside one read transaction (one consistent snapshot), and
-events are numbered by SQLite's ``rowid``, which grows in commit order — a page asks for what came
-``after`` the last number it saw and misses nothing.
+Read only: the file is opened read-only, never written to. The store is SQLite in WAL mode, so the
+application keeps writing while we read; every answer is built inside one read transaction (one
+consistent snapshot), and events are numbered by SQLite's ``rowid``, which grows in commit order — a page
+asks for what came ``after`` the last number it saw and misses nothing.
 
 The store may not exist yet (the viewer started before the application): nothing is created, answers are
 empty until the file appears. A store deleted and written anew (as ``obs demo`` does) is noticed by its
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ...display import TraceTree, summary
-from ...sinks.sqlite import connect
 from ...testing import KINDS, kind_of
 
 AI_EVENTS = ("$ai_trace", "$ai_span", "$ai_generation", "$ai_embedding")
@@ -105,11 +104,22 @@ class Store:
         if self._conn is not None and identity == self._identity:
             return self._conn
         self._close()  # a new file at the path: the old one was deleted or replaced
+        # Read only, so that a store given by mistake (another application's database) is never changed,
+        # not even by the schema the sink would create (obs.sinks.sqlite.connect).
+        conn = None
         try:
-            conn = connect(self.path)
+            conn = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            conn.execute("PRAGMA query_only = ON")
             conn.execute("SELECT rowid, uuid, event, distinct_id, timestamp, properties FROM events LIMIT 0")
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path} is not an obs event store ({exc})") from None
+            if conn is not None:
+                conn.close()
+            raise StoreError(f"cannot read {self.path} as an obs event store ({exc})") from None
         self._conn, self._identity, self._counts = conn, identity, None
         return conn
 
