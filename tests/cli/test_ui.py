@@ -500,6 +500,9 @@ def test_api_charts(viewer: Viewer) -> None:
     assert counted == info["kinds"]  # everything was written in the last minutes
     (g,) = c["generations"]
     assert g["model"] == "gpt-4o-mini" and g["cost_usd"] > 0 and g["latency"] > 0
+    assert len(c["cost_per_minute"]) == 30
+    assert sum(c["cost_per_minute"]) == pytest.approx(g["cost_usd"])
+    assert c["cost_per_minute"][c["minutes"].index(g["timestamp"][:16] + ":00+00:00")] == g["cost_usd"]
 
 
 def test_every_answer_carries_the_security_headers(viewer: Viewer) -> None:

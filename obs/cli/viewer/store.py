@@ -30,7 +30,7 @@ from ...testing import KINDS, kind_of
 AI_EVENTS = ("$ai_trace", "$ai_span", "$ai_generation", "$ai_embedding")
 MAX_LIMIT = 1000  # events in one answer
 _MAX_TRACES = 500
-_MAX_POINTS = 5000  # generations in the LLM charts
+_MAX_POINTS = 2000  # generations drawn as points in the latency chart (the newest)
 _MAX_FACETS = 200  # distinct ids offered as filter values
 _MAX_MINUTES = 24 * 60
 
@@ -71,7 +71,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._counts: tuple[int, dict[str, int]] | None = None  # (last id, events per name), cached
+        self._counts: tuple[int, dict[str, int], int] | None = None  # (last id, per name, traces)
 
     # ---------------------------------------------------------------- connection
 
@@ -141,15 +141,15 @@ class Store:
             if conn is None:
                 return {**base, "store_id": None, "last_id": 0, "events": 0, "kinds": {}, "traces": 0}
             last = _last_id(conn)
-            if self._counts is None or self._counts[0] != last:
+            if self._counts is None or self._counts[0] != last:  # counted again only when events came
                 names = dict(conn.execute("SELECT event, count(*) FROM events GROUP BY event").fetchall())
-                self._counts = (last, names)
-            names = self._counts[1]
-            traces = conn.execute(
-                f"SELECT count(DISTINCT {_prop('$ai_trace_id')}) FROM events"
-                f" WHERE event IN ({_marks(AI_EVENTS)})",
-                AI_EVENTS,
-            ).fetchone()[0]
+                traces = conn.execute(
+                    f"SELECT count(DISTINCT {_prop('$ai_trace_id')}) FROM events"
+                    f" WHERE event IN ({_marks(AI_EVENTS)})",
+                    AI_EVENTS,
+                ).fetchone()[0]
+                self._counts = (last, names, traces)
+            _, names, traces = self._counts
             assert self._identity is not None
             return {
                 **base,
@@ -326,8 +326,9 @@ class Store:
 
     def charts(self, minutes: int = 60) -> dict[str, Any]:
         """Chart series for the ``minutes`` up to now, or up to the newest event when nothing is that
-        recent (an old store still shows its last hour): events per minute by kind, and every
-        `$ai_generation` with its cost and latency."""
+        recent (an old store still shows its last hour): events per minute by kind, LLM cost per minute
+        (every `$ai_generation`'s `$ai_total_cost_usd`) and the newest 2,000 generations with their
+        latency."""
         if not 1 <= minutes <= _MAX_MINUTES:
             raise BadQuery(f"minutes must be between 1 and {_MAX_MINUTES}, not {minutes}")
         now = dt.datetime.now(dt.timezone.utc)
@@ -342,6 +343,7 @@ class Store:
             since = start.isoformat()
             buckets = [(start + dt.timedelta(minutes=i)).isoformat() for i in range(minutes)]
             per_kind: dict[str, list[int]] = {}
+            spent_per_minute = [0.0] * minutes
             generations: list[dict[str, Any]] = []
             if conn is not None:
                 # obs writes UTC timestamps in ISO form: the first 16 characters are the minute.
@@ -356,6 +358,15 @@ class Store:
                     if i is not None:
                         series = per_kind.setdefault(kind_of({"event": name}), [0] * minutes)
                         series[i] += n
+                spent = conn.execute(
+                    f"SELECT substr(timestamp, 1, 16), sum({_prop('$ai_total_cost_usd')}) FROM events"
+                    " WHERE event = '$ai_generation' AND timestamp >= ? GROUP BY 1",
+                    (since,),
+                ).fetchall()
+                for minute, usd in spent:
+                    i = index.get(minute)
+                    if i is not None and isinstance(usd, (int, float)):
+                        spent_per_minute[i] += usd
                 rows = conn.execute(
                     f"SELECT uuid, timestamp, {_prop('$ai_model')}, {_prop('$ai_total_cost_usd')},"
                     f" {_prop('$ai_latency')}, {_prop('$ai_input_tokens')}, {_prop('$ai_output_tokens')},"
@@ -382,6 +393,7 @@ class Store:
             "end": end.isoformat(),
             "minutes": buckets,
             "events_per_minute": {k: per_kind[k] for k in KINDS if k in per_kind},
+            "cost_per_minute": spent_per_minute,
             "generations": generations,
         }
 

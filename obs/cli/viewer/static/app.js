@@ -700,20 +700,11 @@
 
   function costChart(c, start, end) {
     const target = $("chart-cost");
-    const n = c.minutes.length;
-    const per = new Array(n).fill(0);
-    let priced = 0;
-    for (const g of c.generations) {
-      const t = parseTime(g.timestamp);
-      if (!t || !isNum(g.cost_usd)) continue;
-      const i = Math.min(n - 1, Math.max(0, Math.floor((t - start) / 60000)));
-      per[i] += g.cost_usd;
-      priced++;
-    }
+    const per = c.cost_per_minute;
     const max = Math.max(0, ...per);
-    if (!priced) return empty(target, "No priced LLM generation in this hour.");
+    if (max === 0) return empty(target, "No priced LLM generation in this hour.");
     const s = frame(max, start, end, cost);
-    const w = (W - M.left - M.right) / n;
+    const w = (W - M.left - M.right) / per.length;
     per.forEach((v, i) => {
       if (!v) return;
       const minute = parseTime(c.minutes[i]);
