@@ -286,8 +286,10 @@ def test_an_exception_shows_its_frames_and_source_lines(page: Any) -> None:
     row = page.locator("#exception-rows tr", has_text="RuntimeError")
     expect(row).to_contain_text("checkout failed for cart-7")
     expect(row).to_contain_text(f"checkout · {APP.name}:")
+    expect(row.get_by_test_id("group-count")).to_have_text("1")
     row.click()
     detail = page.get_by_test_id("exception-detail")
+    expect(detail.get_by_test_id("occurrences")).to_contain_text("occurrence 1 of 1 · 1 user · first seen")
     expect(detail.locator(".exc-head").first).to_have_text("RuntimeError: checkout failed for cart-7")
     relation = "The exception above was raised from this one (its cause):"
     expect(detail.locator(".relation")).to_have_text(relation)
@@ -445,6 +447,7 @@ def test_api_events_filters(viewer: Viewer) -> None:
         ("/api/events", {"limit": "0"}, "limit must be between 1 and 1000, not 0"),
         ("/api/events", {"after": "ten"}, "after must be a whole number, not 'ten'"),
         ("/api/traces", {"limit": "100000"}, "limit must be between 1 and 500"),
+        ("/api/exceptions", {"limit": "0"}, "limit must be between 1 and 500"),
         ("/api/charts", {"minutes": "0"}, "minutes must be between 1 and 1440"),
     ],
 )
@@ -472,6 +475,37 @@ def test_api_facets(viewer: Viewer) -> None:
     kinds = {x["name"]: x["count"] for x in f["kinds"]}
     assert kinds["exception"] == 2 and kinds["identify"] == 0
     assert {"alice", "bob"} <= {x["name"] for x in f["distinct_ids"]}
+
+
+def test_api_exceptions_are_grouped(viewer: Viewer, store: Path) -> None:
+    groups = viewer.json("/api/exceptions")["groups"]
+    assert [(g["type"], g["function"], g["count"], g["users"]) for g in groups] == [
+        ("IndexError", "rerank", 1, 1),  # the most recently seen first
+        ("RuntimeError", "checkout", 1, 1),
+    ]
+    stored = {e["uuid"] for e in read_events(store, "$exception")}
+    assert {g["occurrences"][0]["uuid"] for g in groups} == stored
+    assert groups[1]["value"] == "checkout failed for cart-7" and groups[1]["filename"] == APP.name
+
+
+def test_exceptions_of_the_same_place_make_one_group(tmp_path: Path, llm: LLMServer) -> None:
+    path = tmp_path / "events.db"
+    write_initial(path, llm)
+    write_initial(path, llm)  # the same two errors again
+    v = Viewer("--store", str(path), "--no-open")
+    try:
+        groups = v.json("/api/exceptions")["groups"]
+    finally:
+        v.stop()
+    shape = [(g["type"], g["count"], g["users"]) for g in groups]
+    assert shape == [("IndexError", 2, 1), ("RuntimeError", 2, 1)]
+    runtime = groups[1]
+    assert [o["uuid"] for o in runtime["occurrences"]] == [
+        e["uuid"]
+        for e in reversed(read_events(path, "$exception"))
+        if e["properties"]["$exception_list"][0]["type"] == "RuntimeError"
+    ]  # newest first
+    assert runtime["first_timestamp"] < runtime["last_timestamp"]
 
 
 def test_api_traces(viewer: Viewer, store: Path) -> None:

@@ -9,6 +9,7 @@ Endpoints (all ``GET``; every answer is JSON except the page and its assets; doc
   :meth:`Store.events`).
 - ``/api/events/{uuid}``: one event with all its properties.
 - ``/api/facets``: event names, kinds and distinct ids to filter by.
+- ``/api/exceptions?limit=``: the exceptions grouped as issues, most recently seen first.
 - ``/api/traces?limit=``: the LLM traces, newest first; ``/api/traces/{trace_id}``: one as a tree.
 - ``/api/charts?minutes=``: events per minute by kind, LLM generations with cost and latency.
 
@@ -134,6 +135,7 @@ def create_app(store: Store, port: int) -> ASGIApp:
         Route("/api/events", api(events)),
         Route("/api/events/{uuid}", api(lambda r: store.event(r.path_params["uuid"]))),
         Route("/api/facets", api(lambda r: store.facets())),
+        Route("/api/exceptions", api(lambda r: store.exceptions(_int(r.query_params, "limit", 100)))),
         Route("/api/traces", api(lambda r: store.traces(_int(r.query_params, "limit", 100)))),
         Route("/api/traces/{trace_id}", api(lambda r: store.trace(r.path_params["trace_id"]))),
         Route("/api/charts", api(lambda r: store.charts(_int(r.query_params, "minutes", 60)))),

@@ -32,6 +32,9 @@ MAX_LIMIT = 1000  # events in one answer
 _MAX_TRACES = 500
 _MAX_POINTS = 2000  # generations drawn as points in the latency chart (the newest)
 _MAX_FACETS = 200  # distinct ids offered as filter values
+_MAX_GROUPS = 500
+_FIRST_EXCEPTION = "json_extract(properties, '$.\"$exception_list\"[0]')"  # the one raised
+_OCCURRENCES = 50  # the latest occurrences of an exception group listed with it
 _MAX_MINUTES = 24 * 60
 
 
@@ -233,6 +236,54 @@ class Store:
             "kinds": [{"name": k, "count": kinds.get(k, 0)} for k in KINDS],
             "distinct_ids": [{"name": n, "count": c} for n, c in ids],
         }
+
+    def exceptions(self, limit: int = 100) -> dict[str, Any]:
+        """The exceptions grouped as issues, the most recently seen first: by `$exception_fingerprint`
+        when one was given, otherwise by type and the innermost in-app frame (file and function, not the
+        line, so that editing the file keeps the group). Each group has its count, the distinct ids it
+        happened to, first and last seen, the latest occurrence's summary and its latest occurrences."""
+        if not 1 <= limit <= _MAX_GROUPS:
+            raise BadQuery(f"limit must be between 1 and {_MAX_GROUPS}, not {limit}")
+        with self._read() as conn:
+            if conn is None:
+                return {"groups": []}
+            rows = conn.execute(
+                "SELECT rowid, uuid, distinct_id, timestamp,"
+                f" {_FIRST_EXCEPTION},"
+                f" {_prop('$exception_fingerprint')}, {_prop('$exception_level')}"
+                " FROM events WHERE event = '$exception' ORDER BY rowid DESC"
+            ).fetchall()
+        groups: dict[Any, dict[str, Any]] = {}
+        users: dict[Any, set[str]] = {}
+        for rowid, uuid, distinct_id, timestamp, first, fingerprint, level in rows:  # newest first
+            try:
+                exc = json.loads(first) if first else {}
+            except ValueError:
+                exc = {}
+            brief = _brief("$exception", {"$exception_list": [exc], "$exception_level": level})
+            key = fingerprint or json.dumps(
+                [brief["type"], exc.get("module"), brief["filename"], brief["function"]]
+            )
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = {
+                    "key": key,
+                    **{k: v for k, v in brief.items() if k != "trace_id"},
+                    "last_id": rowid,
+                    "last_timestamp": timestamp,
+                    "count": 0,
+                    "occurrences": [],
+                }
+                users[key] = set()
+            g["count"] += 1
+            g["first_timestamp"] = timestamp
+            users[key].add(distinct_id)
+            if len(g["occurrences"]) < _OCCURRENCES:
+                g["occurrences"].append({"uuid": uuid, "timestamp": timestamp, "distinct_id": distinct_id})
+        out = list(groups.values())[:limit]
+        for g in out:
+            g["users"] = len(users[g["key"]])
+        return {"groups": out}
 
     def traces(self, limit: int = 100) -> dict[str, Any]:
         """The LLM traces, newest first: name, start and end, generations, tokens, cost, errors."""

@@ -514,34 +514,53 @@
         el("code", null, String(text)))));
   }
 
+  // Exceptions come grouped as issues (same fingerprint, or same type raised from the same in-app
+  // function); a group opens on its latest occurrence, and its latest 50 are one click apart.
   async function loadExceptions() {
-    const body = await api("/api/events", { kind: "exception", limit: PAGE });
+    const body = await api("/api/exceptions", { limit: PAGE });
+    state.groups = body.groups;
     const rows = clear($("exception-rows"));
-    for (const e of body.events.slice().reverse()) {
-      const b = e.brief || {};
-      const where = b.function ? `${b.function} · ${b.filename || "?"}${b.lineno != null ? `:${b.lineno}` : ""}` : "";
-      const tr = el("tr", { "data-uuid": e.uuid, onclick: () => go("exceptions", e.uuid) },
-        el("td", { class: "time", title: e.timestamp }, clock(e.timestamp)),
-        el("td", null, el("span", { class: "exc-type" }, b.type || "?"), ": ", el("span", { class: "exc-value" }, b.value || ""),
-          b.handled === false && el("span", { class: "badge unhandled" }, "unhandled")),
+    for (const g of body.groups) {
+      const where = g.function ? `${g.function} · ${g.filename || "?"}${g.lineno != null ? `:${g.lineno}` : ""}` : "";
+      rows.append(el("tr", { "data-key": g.key, onclick: () => go("exceptions", g.occurrences[0].uuid) },
+        el("td", { class: "time", title: g.last_timestamp }, clock(g.last_timestamp)),
+        el("td", null, el("span", { class: "exc-type" }, g.type || "?"), ": ", el("span", { class: "exc-value" }, g.value || ""),
+          g.handled === false && el("span", { class: "badge unhandled" }, "unhandled")),
         el("td", { class: "file" }, where),
-        el("td", null, b.level ? el("span", { class: `badge level-${b.level}` }, b.level) : ""),
-        el("td", { class: "who" }, e.distinct_id));
-      rows.append(tr);
+        el("td", { class: "num", "data-testid": "group-count" }, String(g.count)),
+        el("td", { class: "num" }, String(g.users)),
+        el("td", null, g.level ? el("span", { class: `badge level-${g.level}` }, g.level) : "")));
     }
-    $("exceptions-empty").hidden = body.events.length > 0;
+    $("exceptions-empty").hidden = body.groups.length > 0;
+  }
+
+  function groupOf(uuid) {
+    return (state.groups || []).find((g) => g.occurrences.some((o) => o.uuid === uuid));
   }
 
   async function showSelectedException() {
     const pane = $("exception-detail");
-    for (const tr of $("exception-rows").children) tr.classList.toggle("selected", tr.dataset.uuid === state.selected);
+    const group = state.selected ? groupOf(state.selected) : null;
+    for (const tr of $("exception-rows").children) tr.classList.toggle("selected", Boolean(group) && tr.dataset.key === group.key);
     if (!state.selected) {
       pane.hidden = true;
       return;
     }
-    if (pane.dataset.uuid === state.selected && !pane.hidden) return;
+    if (pane.dataset.uuid === state.selected && pane.dataset.count === String(group ? group.count : "") && !pane.hidden) return;
     const e = await api(`/api/events/${encodeURIComponent(state.selected)}`);
     renderEvent(pane, e, () => go("exceptions"));
+    pane.dataset.count = String(group ? group.count : "");
+    if (group) pane.insertBefore(occurrences(group, state.selected), pane.children[1]);
+  }
+
+  function occurrences(group, uuid) {
+    const list = group.occurrences;
+    const i = list.findIndex((o) => o.uuid === uuid);
+    const step = (d) => () => go("exceptions", list[i + d].uuid);
+    return el("div", { class: "occurrences", "data-testid": "occurrences" },
+      el("button", { type: "button", disabled: i <= 0, onclick: step(-1) }, "← newer"),
+      ` occurrence ${i + 1} of ${group.count}${group.count > list.length ? ` (the latest ${list.length} can be opened here)` : ""} · ${group.users} user${group.users === 1 ? "" : "s"} · first seen ${dateTime(group.first_timestamp)} `,
+      el("button", { type: "button", disabled: i >= list.length - 1, onclick: step(1) }, "older →"));
   }
 
   // ------------------------------------------------------------------ LLM traces
