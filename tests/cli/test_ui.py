@@ -245,6 +245,8 @@ def test_events_written_after_the_page_opened_appear_without_a_reload(page: Any,
     writer.write("after-open-3")
     expect(page.locator("#event-rows tr", has_text="note=after-open-3")).to_have_count(1)
     assert set(page.locator("#event-rows td.who").all_text_contents()) == {"carol"}
+    uuids = rows(page).evaluate_all("rs => rs.map(r => r.dataset.uuid)")
+    assert len(uuids) == len(set(uuids)) == 3  # each event once, though polls and filter changes overlapped
 
 
 def test_the_filters_narrow_the_stream(page: Any) -> None:

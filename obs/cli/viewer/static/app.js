@@ -171,9 +171,22 @@
     $("count-traces").textContent = info.traces ? String(info.traces) : "";
   }
 
-  async function tick() {
+  // Everything that reads the API and changes the page runs one at a time, in order: a poll, a filter
+  // change and a click never interleave (no row shown twice, no stale answer drawn over a newer one).
+  let queue = Promise.resolve();
+  function serial(work) {
+    const run = queue.then(work);
+    queue = run.catch(() => {});
+    return run.catch(showError);
+  }
+
+  function tick() {
     if (state.paused || state.busy) return;
-    state.busy = true;
+    state.busy = true; // at most one poll waiting in the queue
+    serial(poll);
+  }
+
+  async function poll() {
     try {
       const info = await api("/api/info");
       showInfo(info);
@@ -240,11 +253,7 @@
     for (const v of ["events", "exceptions", "traces", "charts"]) $(`view-${v}`).hidden = v !== state.view;
     for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("active", a.dataset.view === state.view);
     if (state.storeId === undefined) return; // the first tick shows the view
-    try {
-      await show();
-    } catch (err) {
-      showError(err);
-    }
+    await serial(show);
   }
 
   function go(view, selected) {
@@ -338,18 +347,20 @@
   }
 
   let filterTimer = null;
+  // Typing is debounced; the new filters take effect in the queue, so a poll already under way finishes
+  // with the filters it started with, and the table is then read again with the new ones.
   function onFilter() {
-    state.filters = {
-      event: $("f-event").value,
-      kind: $("f-kind").value,
-      distinct_id: $("f-distinct-id").value,
-      q: $("f-q").value,
-    };
     clearTimeout(filterTimer);
-    filterTimer = setTimeout(() => {
+    filterTimer = setTimeout(() => serial(async () => {
+      state.filters = {
+        event: $("f-event").value,
+        kind: $("f-kind").value,
+        distinct_id: $("f-distinct-id").value,
+        q: $("f-q").value,
+      };
       state.stale.add("events");
-      if (state.view === "events") show().catch(showError);
-    }, 200);
+      if (state.view === "events") await show();
+    }), 200);
   }
 
   async function showSelectedEvent() {
@@ -759,7 +770,7 @@
       for (const id of ["f-event", "f-kind", "f-distinct-id", "f-q"]) $(id).value = "";
       onFilter();
     });
-    $("older").addEventListener("click", () => loadOlder().catch(showError));
+    $("older").addEventListener("click", () => serial(loadOlder));
     $("pause").addEventListener("click", () => {
       state.paused = !state.paused;
       $("pause").textContent = state.paused ? "Resume" : "Pause";
