@@ -81,7 +81,7 @@ def ui(
     print(f"obs ui: {url} shows {store}{later}. Ctrl+C stops it.", flush=True)
 
     config = uvicorn.Config(
-        create_app(viewer_store, port),
+        create_app(viewer_store, port, "127.0.0.1" if host == "localhost" else host),
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -15,8 +15,9 @@ Endpoints (all ``GET``; every answer is JSON except the page and its assets; doc
 
 Events hold user data, and the page shows them on a port any local process or web page could try to
 reach, so :class:`Guard` (pure ASGI, in front of everything) answers only requests addressed to a
-loopback name (a web page that rebinds its own domain to 127.0.0.1 is refused by its ``Host`` header) and
-puts a strict Content-Security-Policy and no-sniff/no-frame/no-referrer headers on every answer.
+loopback name with its port (``127.0.0.1``, ``localhost``, ``[::1]`` or the address it listens on): a
+web page that points its own domain at 127.0.0.1 (DNS rebinding) is refused by its ``Host`` header. It
+also puts a strict Content-Security-Policy and no-sniff/no-frame/no-referrer headers on every answer.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ class Guard:
     """Refuses requests whose ``Host`` is not a loopback name with our port (DNS rebinding) and adds the
     security headers to every response."""
 
-    def __init__(self, app: ASGIApp, port: int) -> None:
+    def __init__(self, app: ASGIApp, port: int, host: str = "127.0.0.1") -> None:
         self.app = app
-        self.hosts = {f"{name}:{port}".encode() for name in LOOPBACK_NAMES}
+        names = {*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host}
+        self.hosts = {f"{name}:{port}".lower().encode() for name in names}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,8 +88,8 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(store: Store, port: int) -> ASGIApp:
-    """The viewer for ``store``, answering at ``port`` on a loopback address."""
+def create_app(store: Store, port: int, host: str = "127.0.0.1") -> ASGIApp:
+    """The viewer for ``store``, answering at ``port`` on the loopback address ``host``."""
     assets = {
         path: ((resources.files(__package__) / "static" / name).read_bytes(), media)
         for path, (name, media) in _ASSETS.items()
@@ -140,7 +142,7 @@ def create_app(store: Store, port: int) -> ASGIApp:
         Route("/api/traces/{trace_id}", api(lambda r: store.trace(r.path_params["trace_id"]))),
         Route("/api/charts", api(lambda r: store.charts(_int(r.query_params, "minutes", 60)))),
     ]
-    return Guard(Starlette(routes=routes), port)
+    return Guard(Starlette(routes=routes), port, host)
 
 
 @overload
