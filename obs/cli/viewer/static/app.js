@@ -190,13 +190,14 @@
     try {
       const info = await api("/api/info");
       showInfo(info);
+      // What was seen is recorded once it is shown: after a failed read the next poll tries again.
       if (info.store_id !== state.storeId || info.last_id < state.lastId) {
+        await reset();
         state.storeId = info.store_id;
         state.lastId = info.last_id;
-        await reset();
       } else if (info.last_id !== state.lastId) {
-        state.lastId = info.last_id;
         await refresh();
+        state.lastId = info.last_id;
       }
       setLive(info.exists ? "live" : "waiting", info.exists ? "live" : "waiting for the store");
       showError(null);
@@ -252,8 +253,7 @@
     state.selected = rest.length ? decodeURIComponent(rest.join("/")) : null;
     for (const v of ["events", "exceptions", "traces", "charts"]) $(`view-${v}`).hidden = v !== state.view;
     for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("active", a.dataset.view === state.view);
-    if (state.storeId === undefined) return; // the first tick shows the view
-    await serial(show);
+    await serial(show); // before the first poll nothing is stale yet: that poll reads everything
   }
 
   function go(view, selected) {
