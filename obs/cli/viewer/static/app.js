@@ -29,6 +29,8 @@
     busy: false,
     paused: false,
     stale: new Set(), // views to reload when shown
+    groups: [], // the exception groups shown
+    traceShown: null, // the trace drawn in the trace pane
   };
 
   // ------------------------------------------------------------------ DOM helpers (text only)
@@ -396,7 +398,8 @@
     ]);
     if (e.event === "$exception") pane.append(renderException(p));
     if (AI_EVENTS.has(e.event)) pane.append(renderAI(e));
-    const own = Object.entries(p).filter(([k]) => !SDK_PROPS.has(k) && k !== "$exception_list");
+    const shownAbove = new Set(["$exception_list", "$ai_input", "$ai_output_choices"]);
+    const own = Object.entries(p).filter(([k]) => !SDK_PROPS.has(k) && !shownAbove.has(k));
     pane.append(el("h3", null, "Properties"));
     pane.append(own.length ? keyValues(own.map(([k, v]) => [k, value(v)])) : el("p", { class: "muted" }, "none"));
     const raw = JSON.stringify({ event: e.event, distinct_id: e.distinct_id, timestamp: e.timestamp, uuid: e.uuid, properties: p }, null, 2);
@@ -469,7 +472,8 @@
     list.forEach((x, i) => {
       if (!x || typeof x !== "object") return;
       const mech = x.mechanism || {};
-      if (i > 0) box.append(el("p", { class: "relation" }, RELATIONS[mech.source] || "Chained exception:"));
+      const relation = Object.hasOwn(RELATIONS, mech.source) ? RELATIONS[mech.source] : "Chained exception:";
+      if (i > 0) box.append(el("p", { class: "relation" }, relation));
       const head = el("div", { class: "exc-head" },
         el("span", { class: "exc-type" }, x.module ? `${x.module}.${x.type}` : x.type),
         ": ", el("span", { class: "exc-value" }, x.value));
@@ -546,7 +550,7 @@
   }
 
   function groupOf(uuid) {
-    return (state.groups || []).find((g) => g.occurrences.some((o) => o.uuid === uuid));
+    return state.groups.find((g) => g.occurrences.some((o) => o.uuid === uuid));
   }
 
   async function showSelectedException() {
