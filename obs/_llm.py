@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _api, _context, _trace
+from . import _ai_errors, _api, _context, _trace
 from ._log import warn_every
+from ._providers import plain
 from ._uuid import uuid7
 
 if TYPE_CHECKING:
@@ -67,19 +69,27 @@ class Generation:
         self.properties = dict(properties) if properties else {}
         self.groups = groups
         self.event = event
+        # Set by the readers in _providers.py: which API answered, and whether the request itself was seen
+        # (an instrumented client), in which case every property takes posthog-python's wrapper shape.
+        self.api: str | None = None
+        self.wire = False
         self.stream: bool | None = None
         self.stream_done = False
+        self.stream_state: Any = None  # the accumulator of a streamed response (_providers.ChatStream, …)
         self.http_status: int | None = None
-        self.error_text: str | None = None  # a provider's error message (HTTP status >= 400)
+        self.error: BaseException | None = None  # what the caller's SDK raised, as the transport rebuilt it
+        self.error_plain = False  # `$ai_error` is str(error), as posthog-python's wrappers send it
         self.stop_reason: str | None = None
         self.service_tier: str | None = None
+        self.web_search: int | None = None
         self.raw_usage: dict[str, Any] | None = None
+        self.usage_dump: Callable[[str, Any], Any] | None = None  # an SDK's usage block as its own type dumps it
         self.ttft: float | None = None
         self.last: float | None = None  # when the latest streamed delta arrived
-        self.deltas = 0
         self.usage: dict[str, Any] = {}
-        self.text: list[str] = []
-        self.tools_called: dict[Any, list[Any]] = {}  # key → [id, name, arguments]
+        self.output: list[Any] | None = None  # `$ai_output_choices`, when known whole
+        self.text: list[str] = []  # streamed text pieces (a generator under @trace_llm)
+        self.calls: list[tuple[Any, Any, Any]] | None = None  # tool calls, when not read from the output
         self.finished = False
         self.tool_spans = True  # False where tool runs are reported as spans of their own (LangChain)
         if parent is _trace._CURRENT:
@@ -102,33 +112,22 @@ class Generation:
             self.ttft = _perf() - self.t0
 
     def add_delta(self, text: str) -> None:
-        """One streamed piece of output (counted, timed, kept only with payloads on)."""
+        """One streamed piece of output (timed; its text kept only with payloads on)."""
         self.first_token()
-        self.deltas += 1
         self.last = _perf()
         if self.payloads and text:
             self.text.append(text)
 
-    def add_output(self, text: Any) -> None:
-        if self.payloads and isinstance(text, str) and text:
-            self.text.append(text)
-
-    def reset_output(self) -> None:
-        self.text.clear()
-        self.tools_called.clear()
-
-    def tool_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        self.tools_called[len(self.tools_called)] = [call_id, name, arguments]
-
-    def tool_delta(self, index: Any, call_id: Any, name: Any, arguments: Any) -> None:
-        self.first_token()
-        self.deltas += 1
-        self.last = _perf()
-        call = self.tools_called.setdefault(("stream", index), [None, None, None])
-        call[0] = call[0] or call_id
-        call[1] = call[1] or name
-        if arguments:
-            call[2] = (call[2] or "") + arguments if isinstance(arguments, str) else arguments
+    def keep_usage(self, kind: str, usage: Any) -> None:
+        """Keep a usage block for `$ai_usage`; a stream's later blocks are laid over the earlier ones."""
+        dump = None
+        if self.usage_dump is not None:
+            with contextlib.suppress(Exception):
+                dump = self.usage_dump(kind, usage)
+        if dump is None:
+            dump = plain(usage, exclude_none=False)
+        if isinstance(dump, dict):
+            self.raw_usage = {**(self.raw_usage or {}), **dump}
 
     def set_usage(
         self,
@@ -181,7 +180,8 @@ class Generation:
         self.model = model or self.model
         self.set_input(input)
         if output is not None and self.payloads:
-            self.text = [output]
+            content = [{"type": "text", "text": output}] if isinstance(output, str) else output
+            self.output = [{"role": "assistant", "content": content}]
         self.set_usage(
             input=input_tokens,
             output=output_tokens,
@@ -218,18 +218,21 @@ class Generation:
         # garbage-collected): its latency is the time it was read for, up to the last delta.
         end = self.last if completed is False and self.last is not None else _perf()
         latency = end - self.t0
+        if error is not None:
+            self.error = error
         outer = self._outer
         if outer is not None and not outer.finished:
-            outer._absorb(self, error)
+            outer._absorb(self)
             return
         try:
-            self._queue(latency, error, completed)
+            self._queue(latency, completed)
         except Exception as e:  # instrumentation never raises into the caller
             warn_every(f"llm-queue-{type(e).__name__}", 60, "obs: could not queue an LLM event: %r", e)
 
-    def _absorb(self, inner: Generation, error: BaseException | None) -> None:
-        attrs = ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream")
-        for attr in (*attrs, "service_tier", "raw_usage"):
+    def _absorb(self, inner: Generation) -> None:
+        """An instrumented call made inside this generation: its details fill what this one lacks."""
+        attrs = ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream", "api")
+        for attr in (*attrs, "service_tier", "raw_usage", "web_search"):
             if getattr(self, attr) is None:
                 setattr(self, attr, getattr(inner, attr))
         for key, value in inner.usage.items():
@@ -238,32 +241,74 @@ class Generation:
         self.stop_reason = inner.stop_reason or self.stop_reason
         if inner.ttft is not None and self.ttft is None:
             self.ttft = inner.t0 - self.t0 + inner.ttft
-        self.deltas += inner.deltas
+        if inner.last is not None:
+            self.last = inner.last
         self.text += inner.text
-        for call in inner.tools_called.values():
-            self.tools_called[len(self.tools_called)] = call
-        if error is not None:
-            self.properties.setdefault("$ai_error", _describe(error))
+        choices = inner.choices()
+        if choices:
+            self.output = (self.output or []) + choices
+
+    def choices(self) -> list[Any] | None:
+        """`$ai_output_choices`: what the model answered, in posthog-python's shape."""
+        if self.output is not None:
+            return self.output
+        if self.stream_state is not None:
+            return self.stream_state.output()  # type: ignore[no-any-return]
+        if self.text:
+            return [{"role": "assistant", "content": [{"type": "text", "text": "".join(self.text)}]}]
+        return [] if self.wire else None
+
+    def tool_calls(self, choices: list[Any] | None) -> list[tuple[Any, Any, Any]]:
+        """(id, name, arguments) of each tool call the model asked for."""
+        if self.calls is not None:
+            return self.calls
+        out = []
+        for choice in choices or ():
+            content = choice.get("content") if isinstance(choice, dict) else None
+            for item in content if isinstance(content, list) else ():
+                if isinstance(item, dict) and item.get("type") == "function":
+                    fn = item.get("function") or {}
+                    out.append((item.get("id"), fn.get("name"), fn.get("arguments")))
+        return out
 
     def _params(self) -> dict[str, Any] | None:
+        params = self.params if self.params is not None or not self.wire else {}
         if self.service_tier is None:
-            return self.params
-        return {
-            **(self.params or {}),
-            "service_tier": self.service_tier,
-        }  # the tier served, as posthog-python
+            return params
+        return {**(params or {}), "service_tier": self.service_tier}  # the tier served, as posthog-python
 
-    def _queue(self, latency: float, error: BaseException | None, completed: bool | None) -> None:
+    def _tokens(self) -> dict[str, Any]:
+        """Token counts as posthog-python sends them: absent when not reported; cache and reasoning counts
+        only above zero, except that its stream path sends OpenAI's cache reads and reasoning and
+        Anthropic's cache reads and writes as 0 too once the stream reported usage."""
+        u = self.usage
+        zero: tuple[str, ...] = ()
+        if self.wire and self.stream and ("input" in u or "output" in u):
+            zero = ("cache_read", "reasoning") if self.provider == "openai" else ("cache_read", "cache_write")
+        if self.event != "$ai_generation":
+            return {"input_tokens": u.get("input")}
+        counts = {k: u.get(k) or (0 if k in zero else None) for k in ("cache_read", "cache_write", "reasoning")}
+        passthrough = any(k in self.properties for k in _TOKEN_PROPERTIES)
+        return {
+            "input_tokens": u.get("input"),
+            "output_tokens": u.get("output"),
+            "cache_read_input_tokens": counts["cache_read"],
+            "cache_creation_input_tokens": counts["cache_write"],
+            "reasoning_tokens": counts["reasoning"],
+            "cache_reporting_exclusive": u.get("exclusive"),
+            "tokens_source": "passthrough" if passthrough else "sdk" if u or self.wire else None,
+        }
+
+    def _queue(self, latency: float, completed: bool | None) -> None:
         client = self._client
-        usage = self.usage
-        estimated = False
-        cut_short = self.stream and not self.stream_done and (completed is False or error is not None)
-        if cut_short and self.deltas > usage.get("output", 0):
-            # Count what arrived: one streamed delta is one token for these APIs.
-            usage["output"] = self.deltas
-            estimated = True
-        calls = [c for c in self.tools_called.values() if c[1] is not None]
-        is_error = error is not None or (self.http_status is not None and self.http_status >= 400)
+        error = self.error
+        generation = self.event == "$ai_generation"
+        choices = self.choices() if generation else None
+        calls = [c for c in self.tool_calls(choices) if c[1]]
+        http_status = self.http_status
+        if self.wire:  # posthog-python sends 200, or the error's status (0 for one without)
+            http_status = _ai_errors.http_status(error) if error is not None else http_status or 200
+        is_error = error is not None or (http_status is not None and http_status >= 400)
         extra: dict[str, Any] = {
             "trace_id": self.trace_id,
             "span_id": self.span_id,
@@ -272,38 +317,38 @@ class Generation:
             "latency": latency,
             "provider": self.provider,
             "model": self.model,
-            "model_parameters": self._params(),
-            "input_tokens": usage.get("input"),
-            "output_tokens": usage.get("output"),
-            # Zero cache/reasoning counts are left out, as posthog-python does: most calls have none.
-            "cache_read_input_tokens": usage.get("cache_read") or None,
-            "cache_creation_input_tokens": usage.get("cache_write") or None,
-            "cache_reporting_exclusive": usage.get("exclusive"),
-            "reasoning_tokens": usage.get("reasoning") or None,
-            "tokens_source": ("estimated" if estimated else "sdk") if usage else None,
-            "time_to_first_token": self.ttft if self.stream else None,
-            "stream": self.stream,
-            "stream_completed": completed if self.stream else None,
-            "http_status": self.http_status,
+            **self._tokens(),
+            "http_status": http_status,
             "base_url": self.base_url,
-            "stop_reason": self.stop_reason,
-            "service_tier": self.service_tier,
-            "usage": self.raw_usage,
-            "tools": self.tools,
         }
+        if generation:
+            extra.update(
+                model_parameters=self._params(),
+                time_to_first_token=self.ttft if self.stream else None,
+                stream=self.stream,
+                stream_completed=completed if self.stream else None,
+                stop_reason=self.stop_reason,
+                service_tier=self.service_tier,
+                web_search_count=self.web_search or None,
+                usage=self.raw_usage,
+                tools=self.tools,
+            )
         if is_error:
             extra["is_error"] = True
-            extra["error"] = (
-                _describe(error) if error is not None else self.error_text or f"HTTP {self.http_status}"
-            )
+            if error is not None:
+                extra["error"] = _ai_errors.describe(error, payloads=self.payloads, plain=self.error_plain)
+            else:
+                extra["error"] = f"HTTP {http_status}"
         if self.payloads:
             extra["input"] = self.input
             extra["instructions"] = self.instructions
-            if self.event == "$ai_generation" and (self.text or calls):
-                extra["output_choices"] = [_choice(self.text, calls)]
-        route = "ai" if client.settings.ai_route else "batch"
-        kind = "ai_generation" if self.event == "$ai_generation" else "ai_embedding"
+            extra["output_choices"] = choices
         props = self.properties or None
+        if props:  # a property the caller set wins over obs's own, as in posthog-python
+            for key in [k for k in extra if f"$ai_{k}" in props]:
+                del extra[key]
+        route = "ai" if client.settings.ai_route else "batch"
+        kind = "ai_generation" if generation else "ai_embedding"
         client._put(kind, self.event, props, self.distinct_id, None, None, self.groups, route, extra)
         # Each tool call the model asked for is a span, unless the caller reports tool runs itself.
         for call_id, name, arguments in calls if self.tool_spans else ():
@@ -319,22 +364,22 @@ class Generation:
             client._put("ai_span", "$ai_span", tool_props, self.distinct_id, None, None, None, route, span)
         summary = getattr(self.parent, "summary", None)
         if summary is not None:
-            summary.add(self, usage, len(calls), is_error)
+            summary.add(self, self.usage, len(calls), is_error)
 
 
-def _choice(text: list[Any], calls: list[list[Any]]) -> dict[str, Any]:
-    content: Any = "".join(text) if all(isinstance(t, str) for t in text) else text
-    choice: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        choice["tool_calls"] = [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in calls
-        ]
-    return choice
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+# Token counts a caller may set as properties, which posthog-python then reports as `passthrough`.
+_TOKEN_PROPERTIES = frozenset(
+    {
+        "$ai_input_tokens",
+        "$ai_output_tokens",
+        "$ai_cache_read_input_tokens",
+        "$ai_cache_creation_input_tokens",
+        "$ai_cache_creation_5m_input_tokens",
+        "$ai_cache_creation_1h_input_tokens",
+        "$ai_total_tokens",
+        "$ai_reasoning_tokens",
+    }
+)
 
 
 class trace_generation:
@@ -401,10 +446,10 @@ class _Off(Generation):
         self.finished = True
         self.usage = {}
         self.text = []
-        self.tools_called = {}
         self.properties = {}
-        self.provider = self.model = self.stream = self.ttft = self.last = None
-        self.deltas = 0
+        self.provider = self.model = self.stream = self.ttft = self.last = self.stream_state = None
+        self.api = self.output = self.calls = self.service_tier = self.web_search = None
+        self.wire = self.stream_done = False
         self.t0 = 0.0
 
     def begin(self, activate: bool = True) -> Generation:

@@ -132,7 +132,9 @@ class AIGenerationEvent(_AIEvent):
     cache_creation_input_tokens: int | None = None
     cache_reporting_exclusive: bool | None = None
     reasoning_tokens: int | None = None
-    tokens_source: str | None = Field(None, description="`sdk` (reported by the provider) or `estimated`.")
+    tokens_source: str | None = Field(
+        None, description="`sdk` (reported by the provider) or `passthrough` (set by the caller)."
+    )
     time_to_first_token: float | None = Field(None, description="Seconds, streaming only.")
     stream: bool | None = None
     stream_completed: bool | None = Field(
@@ -142,6 +144,7 @@ class AIGenerationEvent(_AIEvent):
     base_url: str | None = None
     stop_reason: str | None = None
     service_tier: str | None = Field(None, description="The tier that served the call, from the response.")
+    web_search_count: int | None = Field(None, description="`$ai_web_search_count`: web searches made.")
     usage: dict[str, Any] | None = Field(None, description="`$ai_usage`: the provider's usage block as sent.")
     tools: list[Any] | None = None
     input: Any = None
@@ -171,6 +174,7 @@ class AIGenerationEvent(_AIEvent):
             "$ai_base_url": self.base_url,
             "$ai_stop_reason": self.stop_reason,
             "$ai_service_tier": self.service_tier,
+            "$ai_web_search_count": self.web_search_count,
             "$ai_usage": self.usage,
             "$ai_tools": self.tools,
             "$ai_input": self.input,
