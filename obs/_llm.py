@@ -83,10 +83,13 @@ class Generation:
         self.service_tier: str | None = None
         self.web_search: int | None = None
         self.raw_usage: dict[str, Any] | None = None
-        self.usage_dump: Callable[[str, Any], Any] | None = None  # an SDK's usage block as its own type dumps it
+        self.usage_dump: Callable[[str, Any], Any] | None = (
+            None  # an SDK's usage block as its own type dumps it
+        )
         self.ttft: float | None = None
         self.last: float | None = None  # when the latest streamed delta arrived
         self.usage: dict[str, Any] = {}
+        self.keep_zero: set[str] = set()  # cache/reasoning counts the reader saw reported, 0 included
         self.output: list[Any] | None = None  # `$ai_output_choices`, when known whole
         self.text: list[str] = []  # streamed text pieces (a generator under @trace_llm)
         self.calls: list[tuple[Any, Any, Any]] | None = None  # tool calls, when not read from the output
@@ -282,12 +285,14 @@ class Generation:
         only above zero, except that its stream path sends OpenAI's cache reads and reasoning and
         Anthropic's cache reads and writes as 0 too once the stream reported usage."""
         u = self.usage
-        zero: tuple[str, ...] = ()
+        zero: set[str] = self.keep_zero
         if self.wire and self.stream and ("input" in u or "output" in u):
-            zero = ("cache_read", "reasoning") if self.provider == "openai" else ("cache_read", "cache_write")
+            zero = {"cache_read", "reasoning"} if self.provider == "openai" else {"cache_read", "cache_write"}
         if self.event != "$ai_generation":
             return {"input_tokens": u.get("input")}
-        counts = {k: u.get(k) or (0 if k in zero else None) for k in ("cache_read", "cache_write", "reasoning")}
+        counts = {
+            k: u.get(k) or (0 if k in zero else None) for k in ("cache_read", "cache_write", "reasoning")
+        }
         passthrough = any(k in self.properties for k in _TOKEN_PROPERTIES)
         return {
             "input_tokens": u.get("input"),
@@ -448,6 +453,7 @@ class _Off(Generation):
         self.text = []
         self.properties = {}
         self.provider = self.model = self.stream = self.ttft = self.last = self.stream_state = None
+        self.keep_zero = set()
         self.api = self.output = self.calls = self.service_tier = self.web_search = None
         self.wire = self.stream_done = False
         self.t0 = 0.0

@@ -14,6 +14,7 @@ stop reasons. tests/integrations/test_llm_parity.py holds both SDKs to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,9 @@ def read_request(gen: Generation, api: str, body: dict[str, Any], helper: bool =
     if tools:
         gen.tools = redact_mcp(tools)
     if gen.stream:
-        gen.stream_state = {"chat": ChatStream, "responses": ResponsesStream, "messages": MessagesStream}[api]()
+        gen.stream_state = {"chat": ChatStream, "responses": ResponsesStream, "messages": MessagesStream}[
+            api
+        ]()
     if api == "messages":
         gen.set_input(_anthropic_input(body))
     else:
@@ -341,7 +344,9 @@ def _chat_output(choices: Any) -> list[dict[str, Any]]:
             custom = g(call, "type") == "custom"  # free-form text in `custom.input`, no `function`
             fn = g(call, "custom" if custom else "function")
             if fn is not None:
-                content.append(_function(g(call, "id"), g(fn, "name"), g(fn, "input" if custom else "arguments")))
+                content.append(
+                    _function(g(call, "id"), g(fn, "name"), g(fn, "input" if custom else "arguments"))
+                )
         audio = g(message, "audio")
         if audio:
             content.append({"type": "audio", **(plain(audio, exclude_none=False) or {})})
@@ -363,7 +368,9 @@ def responses_output(items: Any) -> list[dict[str, Any]]:
         elif kind == "function_call":
             call_id = g(item, "call_id")
             arguments = g(item, "arguments") if _has(item, "arguments") else {}
-            content.append(_function(call_id if call_id is not None else g(item, "id") or "", g(item, "name"), arguments))
+            content.append(
+                _function(call_id if call_id is not None else g(item, "id") or "", g(item, "name"), arguments)
+            )
         elif kind == "reasoning":
             content.append(plain(item))
         elif kind == "image_generation_call":
@@ -395,7 +402,9 @@ def _messages_output(blocks: Any) -> list[dict[str, Any]]:
             arguments = g(block, "input") if _has(block, "input") else {}
             content.append(_function(g(block, "id"), g(block, "name"), arguments))
         elif kind == "thinking":
-            content.append({"type": kind, "thinking": g(block, "thinking"), "signature": g(block, "signature")})
+            content.append(
+                {"type": kind, "thinking": g(block, "thinking"), "signature": g(block, "signature")}
+            )
         elif kind == "redacted_thinking":
             content.append({"type": kind, "data": g(block, "data")})
         else:  # other blocks (an empty text, server tool results) as they came
@@ -417,7 +426,11 @@ def read_event(gen: Generation, event: Any, api: str | None = None) -> bool:
         gen.api = gen.api or api
         state = gen.stream_state
         if state is None:
-            state = gen.stream_state = {"chat": ChatStream, "responses": ResponsesStream, "messages": MessagesStream}[api]()
+            state = gen.stream_state = {
+                "chat": ChatStream,
+                "responses": ResponsesStream,
+                "messages": MessagesStream,
+            }[api]()
         return state.event(gen, event)  # type: ignore[no-any-return]
     if isinstance(event, str):  # a generator yielding text
         gen.add_delta(event)
@@ -478,8 +491,12 @@ class ChatStream:
             call_id = g(delta, "id")
             key = next((k for k, c in calls.items() if call_id and c["id"] == call_id), None)
             if key is None:
-                key = next(reversed(calls)) if calls and not call_id and not g(fn, "name") else f"n{len(calls)}"
-        call = calls.setdefault(key, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+                key = (
+                    next(reversed(calls)) if calls and not call_id and not g(fn, "name") else f"n{len(calls)}"
+                )
+        call = calls.setdefault(
+            key, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
         for field in ("id", "type"):
             if g(delta, field):
                 call[field] = g(delta, field)
@@ -516,7 +533,11 @@ class ResponsesStream:
             if gen.service_tier is None and isinstance(tier, str):
                 gen.service_tier = tier
             gen.stop_reason = responses_stop_reason(response) or gen.stop_reason
-        if t in ("response.output_text.delta", "response.function_call_arguments.delta", "response.refusal.delta"):
+        if t in (
+            "response.output_text.delta",
+            "response.function_call_arguments.delta",
+            "response.refusal.delta",
+        ):
             gen.add_delta("")
         elif t in _TERMINAL_EVENTS and response:
             usage = g(response, "usage")
@@ -569,6 +590,7 @@ class MessagesStream:
             if usage:
                 gen.keep_usage("message_delta", usage)
                 # Cumulative counts: input and cache ones only grow (server tools add to them).
+                grown = {}
                 for key, name in (
                     ("input", "input_tokens"),
                     ("cache_read", "cache_read_input_tokens"),
@@ -576,7 +598,8 @@ class MessagesStream:
                 ):
                     value = _count(g(usage, name))
                     if value is not None:
-                        gen.set_usage(**{key: max(gen.usage.get(key) or 0, value)})
+                        grown[key] = max(gen.usage.get(key) or 0, value)
+                gen.usage.update(grown)
                 gen.set_usage(output=g(usage, "output_tokens"), reasoning=_thinking_tokens(usage) or None)
                 searched = _anthropic_web_search(usage)
                 if searched:
@@ -591,10 +614,8 @@ class MessagesStream:
             self.current = None
             block = self._at(g(event, "index"))
             if block is not None and block.get("type") == "function" and block.get("id") in self.tool_json:
-                try:
+                with contextlib.suppress(ValueError):  # not JSON: the arguments stay {}
                     block["function"]["arguments"] = json.loads(self.tool_json.pop(block["id"]))
-                except ValueError:
-                    pass  # not JSON: the arguments stay {}
         elif t == "message_stop":
             gen.stream_done = True
         return True
@@ -608,7 +629,11 @@ class MessagesStream:
         if kind == "text":
             new = {"type": "text", "text": ""}
         elif kind == "tool_use":
-            new = {"type": "function", "id": g(block, "id") or "", "function": {"name": g(block, "name") or "", "arguments": {}}}
+            new = {
+                "type": "function",
+                "id": g(block, "id") or "",
+                "function": {"name": g(block, "name") or "", "arguments": {}},
+            }
             if new["id"]:
                 self.tool_json[new["id"]] = ""
         elif kind == "thinking":
@@ -652,7 +677,9 @@ class MessagesStream:
             elif kind == "function":
                 content.append({"type": "function", "id": b.get("id"), "function": b.get("function") or {}})
             elif kind == "thinking":
-                content.append({"type": "thinking", "thinking": b.get("thinking") or "", "signature": b.get("signature")})
+                content.append(
+                    {"type": "thinking", "thinking": b.get("thinking") or "", "signature": b.get("signature")}
+                )
             elif kind == "redacted_thinking":
                 content.append({"type": "redacted_thinking", "data": b.get("data")})
         return [{"role": "assistant", "content": content or [{"type": "text", "text": self.text}]}]

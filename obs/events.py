@@ -110,6 +110,8 @@ class _AIEvent(Event):
             "$ai_latency": self.latency,
             "$ai_is_error": self.is_error,
             "$ai_error": self.error,
+            "$ai_lib": LIB,
+            "$ai_lib_version": __version__,
         }
 
 
@@ -183,8 +185,6 @@ class AIGenerationEvent(_AIEvent):
             "$ai_input_cost_usd": self.input_cost_usd,
             "$ai_output_cost_usd": self.output_cost_usd,
             "$ai_total_cost_usd": self.total_cost_usd,
-            "$ai_lib": LIB,
-            "$ai_lib_version": __version__,
         }
 
 

@@ -227,7 +227,9 @@ class _Plan:
         self.calls: list[_Call] = []
         for name, args in reply.tool_calls:
             text = json.dumps(args)  # default separators: a space after ':' and ',' gives word fragments
-            self.calls.append(_Call(name, args, text, split_words(text), self.ids(tool_prefix), self.ids("fc_")))
+            self.calls.append(
+                _Call(name, args, text, split_words(text), self.ids(tool_prefix), self.ids("fc_"))
+            )
         deltas = len(self.words) + sum(len(c.fragments) for c in self.calls)
         self.output_tokens = (
             reply.output_tokens if reply.output_tokens is not None else deltas + reply.reasoning_tokens
@@ -311,7 +313,11 @@ def _chat_chunks(p: _Plan) -> list[_SSE]:
             c["usage"] = None
         return None, c
 
-    first: JSONObject = {"role": "assistant", "content": "" if p.words or not p.calls else None, "refusal": None}
+    first: JSONObject = {
+        "role": "assistant",
+        "content": "" if p.words or not p.calls else None,
+        "refusal": None,
+    }
     if p.reply.web_searches:
         first["annotations"] = _citations(p)
     out = [chunk(first)]

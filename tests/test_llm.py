@@ -32,7 +32,7 @@ def test_trace_generation_with_set(sink: MemorySink) -> None:
     (p,) = _gens(sink)
     assert p["$ai_input_tokens"] == 8 and p["$ai_output_tokens"] == 2 and p["$ai_http_status"] == 200
     assert p["team"] == "search" and p["$ai_input"] == [{"role": "user", "content": "hi"}]
-    assert p["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
+    assert p["$ai_output_choices"] == [{"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
     assert p["$ai_latency"] >= 0 and "$ai_stream" not in p
 
 

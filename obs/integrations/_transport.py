@@ -45,7 +45,7 @@ class Spec:
         self.base_url = str(getattr(client, "base_url", ""))
         self.sdk = sdk
         self.usage_types = usage_types
-        self.client_type = type(client)
+        self.client_type: Any = type(client)
         # The SDK raises its status error while handling httpx's HTTPStatusError (OpenAI's does; Anthropic's
         # raises it afterwards), so the error its caller gets has that as its context.
         self.status_error_context = status_error_context
@@ -69,7 +69,9 @@ class Spec:
             return None
         return model.model_construct(**usage).model_dump()
 
-    def status_error(self, hx: ModuleType, request: Any, status: int, headers: Any, raw: bytes) -> BaseException:
+    def status_error(
+        self, hx: ModuleType, request: Any, status: int, headers: Any, raw: bytes
+    ) -> BaseException:
         """The exception the SDK raises for this error response, made by the SDK's own code."""
         response = hx.Response(status, headers=headers, content=raw, request=request)
         response.read()
@@ -80,14 +82,20 @@ class Spec:
             error.__context__ = hx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
         return error
 
-    def transport_error(self, hx: ModuleType, request: Any, error: BaseException, streaming: bool) -> BaseException:
+    def transport_error(
+        self, hx: ModuleType, request: Any, error: BaseException, streaming: bool
+    ) -> BaseException:
         """What the SDK raises for a failure of the exchange itself: its timeout or connection error
         (from the failure), or, mid-stream in an SDK that does not wrap those, the failure itself."""
         if streaming and not (self.wraps_stream_errors and isinstance(error, hx.RequestError)):
             return error
         if not isinstance(error, Exception) or isinstance(error, getattr(self.sdk, "APIError", ())):
             return error
-        kind = self.sdk.APITimeoutError if isinstance(error, hx.TimeoutException) else self.sdk.APIConnectionError
+        kind = (
+            self.sdk.APITimeoutError
+            if isinstance(error, hx.TimeoutException)
+            else self.sdk.APIConnectionError
+        )
         wrapped: BaseException = kind(request=request)
         wrapped.__cause__ = error
         return wrapped

@@ -344,7 +344,9 @@ def _run(case: Case, client: Any) -> Any:
 
 def _client_options(case: Case, llm: LLMServer) -> dict[str, Any]:
     options = {**(case.options or {})}
-    base = options.get("base_url") or (llm.openai_base_url if case.provider == "openai" else llm.anthropic_base_url)
+    base = options.get("base_url") or (
+        llm.openai_base_url if case.provider == "openai" else llm.anthropic_base_url
+    )
     key = "sk-test" if case.provider == "openai" else "sk-ant-test"
     return {**options, "base_url": base, "api_key": key, "max_retries": 0}
 
