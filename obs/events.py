@@ -99,7 +99,10 @@ class _AIEvent(Event):
     span_name: str | None = Field(None, description="`$ai_span_name`.")
     latency: float | None = Field(None, description="`$ai_latency`, seconds.")
     is_error: bool | None = Field(None, description="`$ai_is_error`.")
-    error: str | None = Field(None, description="`$ai_error`: exception type and message, scrubbed.")
+    error: str | None = Field(
+        None,
+        description="`$ai_error`: the exception's text, scrubbed; without its message when payloads are off.",
+    )
 
     def typed_properties(self) -> dict[str, Any]:
         return {
