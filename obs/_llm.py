@@ -14,6 +14,7 @@ span states) only with ``POSTHOG_LLM_PAYLOADS=1``, secrets scrubbed and each cut
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -513,12 +514,13 @@ class Fields:
         return fields
 
     def trim(self, value: Any) -> Any:
-        """Scrub every string in ``value`` and cut them once ``max_chars`` characters have been used."""
+        """Replace base64 media by a placeholder, scrub every string in ``value`` and cut them once
+        ``max_chars`` characters have been used."""
         budget = [self.max_chars]
 
-        def walk(v: Any) -> Any:
+        def walk(v: Any, key: Any, parent: Any, parent_key: Any) -> Any:
             if isinstance(v, str):
-                v = self.scrub(v)
+                v = self.scrub(_media(v, key, parent, parent_key))
                 left = budget[0]
                 if len(v) <= left:
                     budget[0] = left - len(v)
@@ -526,12 +528,12 @@ class Fields:
                 budget[0] = 0
                 return f"{v[:left]}…[truncated {len(v) - left} chars]"
             if isinstance(v, dict):
-                return {k: walk(x) for k, x in v.items()}
+                return {k: walk(x, k, v, key) for k, x in v.items()}
             if isinstance(v, list):
-                return [walk(x) for x in v]
+                return [walk(x, key, parent, parent_key) for x in v]
             return v
 
-        return walk(value)
+        return walk(value, None, None, None)
 
     def cost(self, f: dict[str, Any]) -> dict[str, Any]:
         """USD cost from genai-prices; nothing for a model it does not know (no cost beats a wrong one)."""
@@ -570,3 +572,63 @@ class Fields:
             "output_cost_usd": float(price.output_price),
             "total_cost_usd": float(price.total_price),
         }
+
+
+# Base64 media in payloads is replaced by a placeholder naming its kind, as posthog-python does: a data URL
+# anywhere, and a long base64 text under a key that holds media (`data`, `image_url`, … or `url` inside an
+# `image_url`), or the `result` of an image generation call.
+_DATA_URL = re.compile(r"^data:([^;,]+);base64,")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+_MEDIA_KEYS = frozenset(
+    {
+        "data",
+        "image_url",
+        "imageUrl",
+        "video_url",
+        "videoUrl",
+        "audio",
+        "audio_data",
+        "audioData",
+        "inline_data",
+        "inlineData",
+        "file_data",
+        "fileData",
+    }
+)
+_MEDIA_URL_PARENTS = frozenset({"image_url", "imageUrl", "video_url", "videoUrl"})
+_MIME_KEYS = ("mime_type", "mimeType", "media_type", "mediaType", "format")
+_KINDS = {
+    **dict.fromkeys(("wav", "mp3", "pcm16", "pcm", "flac", "opus", "aac", "ogg", "m4a"), "audio"),
+    **dict.fromkeys(("mp4", "mov", "webm", "avi", "mkv"), "video"),
+    **dict.fromkeys(("png", "jpg", "jpeg", "gif", "webp", "bmp", "svg"), "image"),
+    **{k: k for k in ("image", "video", "audio")},
+}
+
+
+def _media(text: str, key: Any, parent: Any, parent_key: Any) -> str:
+    match = _DATA_URL.match(text)
+    if match:
+        return _placeholder(match.group(1))
+    media = (
+        key in _MEDIA_KEYS
+        or (key == "result" and isinstance(parent, dict) and parent.get("type") == "image_generation_call")
+        or (key == "url" and parent_key in _MEDIA_URL_PARENTS)
+    )
+    if media and len(text) >= 200 and _BASE64.match(text):
+        mime = None
+        if isinstance(parent, dict):
+            mime = next((parent[k] for k in _MIME_KEYS if isinstance(parent.get(k), str)), None)
+            if mime is None and parent.get("type") in ("image", "video", "audio"):
+                mime = parent["type"]
+        return _placeholder(mime)
+    return text
+
+
+def _placeholder(mime: str | None) -> str:
+    if not mime:
+        kind = "image"
+    elif "/" in mime:
+        kind = next((k for k in ("image", "video", "audio") if mime.startswith(k + "/")), "file")
+    else:
+        kind = _KINDS.get(mime.lower(), "file")
+    return f"[base64 {kind} redacted]"

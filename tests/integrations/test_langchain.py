@@ -366,8 +366,8 @@ def test_a_root_chat_model_is_a_generation_that_is_its_own_trace(
 ) -> None:
     _, sink = memory
     _model(llm_server).invoke("Weather in Paris?", {"callbacks": [CallbackHandler()]})
-    (name, gen, distinct_id) = _events(sink)[0]
-    assert [e for e, _, _ in _events(sink)] == ["$ai_generation"]  # as posthog-python: no `$ai_trace`
+    ((event, gen, distinct_id),) = _events(sink)
+    assert event == "$ai_generation"  # as posthog-python: no `$ai_trace`
     assert gen["$ai_trace_id"] == gen["$ai_span_id"] == distinct_id and "$ai_parent_id" not in gen
 
 

@@ -23,6 +23,7 @@ Matched: posthog-python 7.91.1, the newest release.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import uuid
@@ -71,6 +72,25 @@ RESPONSES_TOOLS: list[Any] = [
     {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example", "headers": {"k": "secret"}},
 ]
 CLAUDE_TOOLS: list[Any] = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+PNG = base64.b64encode(bytes(range(256)) * 2).decode()  # stands in for an image: long base64 text
+IMAGE_MESSAGES: list[Any] = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        ],
+    }
+]
+CLAUDE_IMAGE_MESSAGES: list[Any] = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "text", "text": "What is in this picture?"},
+        ],
+    }
+]
 CLAUDE = "claude-haiku-4-5"  # not in the anthropic client's deprecated list (that warns)
 WEATHER = [("get_weather", {"city": "Paris"})]
 
@@ -178,6 +198,7 @@ CASES = [
         LLMReply(text='{"city": "Paris"}'),
         lambda c: c.chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES, response_format=City),
     ),
+    Case("openai-chat-image", "openai", LLMReply(), _chat(messages=IMAGE_MESSAGES)),
     Case("openai-chat-web-search", "openai", LLMReply(web_searches=1), _chat()),
     Case("openai-chat-stream-web-search", "openai", LLMReply(web_searches=1), _chat(stream=True)),
     Case(
@@ -297,6 +318,7 @@ CASES = [
         _messages(tools=CLAUDE_TOOLS, stream=True),
     ),
     Case("anthropic-stream-helper", "anthropic", LLMReply(tool_calls=WEATHER), _stream_helper),
+    Case("anthropic-image", "anthropic", LLMReply(), _messages(messages=CLAUDE_IMAGE_MESSAGES)),
     Case("anthropic-web-search", "anthropic", LLMReply(web_searches=3), _messages()),
     Case("anthropic-stream-web-search", "anthropic", LLMReply(web_searches=2), _messages(stream=True)),
     Case(
@@ -439,6 +461,8 @@ def test_ai_event_matches_posthog_python(
         assert event["properties"]["$process_person_profile"] is False
     # The cases exercise what they are named for.
     assert ("$ai_is_error" in theirs) is (case.error is not None)
+    if payloads and "image" in case.id:  # base64 media is replaced by a placeholder in both
+        assert "[base64 image redacted]" in json.dumps(ours["$ai_input"]) and PNG not in json.dumps(ours)
     if payloads and case.error is None:
         assert theirs["$ai_input"]
         assert case.event == "$ai_embedding" or theirs["$ai_output_choices"]
