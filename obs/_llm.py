@@ -91,6 +91,9 @@ class Generation:
         self.last: float | None = None  # when the latest streamed delta arrived
         self.usage: dict[str, Any] = {}
         self.keep_zero: set[str] = set()  # cache/reasoning counts the reader saw reported, 0 included
+        self.cache_ttl: tuple[int, int] | None = (
+            None  # Anthropic's cache writes: 5-minute, 1-hour (LangChain)
+        )
         self.output: list[Any] | None = None  # `$ai_output_choices`, when known whole
         self.text: list[str] = []  # streamed text pieces (a generator under @trace_llm)
         self.calls: list[tuple[Any, Any, Any]] | None = None  # tool calls, when not read from the output
@@ -300,6 +303,8 @@ class Generation:
             "output_tokens": u.get("output"),
             "cache_read_input_tokens": counts["cache_read"],
             "cache_creation_input_tokens": counts["cache_write"],
+            "cache_creation_5m_input_tokens": self.cache_ttl[0] if self.cache_ttl else None,
+            "cache_creation_1h_input_tokens": self.cache_ttl[1] if self.cache_ttl else None,
             "reasoning_tokens": counts["reasoning"],
             "cache_reporting_exclusive": u.get("exclusive"),
             "tokens_source": "passthrough" if passthrough else "sdk" if u or self.wire else None,
@@ -455,6 +460,7 @@ class _Off(Generation):
         self.properties = {}
         self.provider = self.model = self.stream = self.ttft = self.last = self.stream_state = None
         self.keep_zero = set()
+        self.cache_ttl = None
         self.api = self.output = self.calls = self.service_tier = self.web_search = None
         self.wire = self.stream_done = False
         self.t0 = 0.0

@@ -135,6 +135,12 @@ class AIGenerationEvent(_AIEvent):
     output_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = Field(
+        None, description="Anthropic cache writes, 5-minute TTL."
+    )
+    cache_creation_1h_input_tokens: int | None = Field(
+        None, description="Anthropic cache writes, 1-hour TTL."
+    )
     cache_reporting_exclusive: bool | None = None
     reasoning_tokens: int | None = None
     tokens_source: str | None = Field(
@@ -169,6 +175,8 @@ class AIGenerationEvent(_AIEvent):
             "$ai_output_tokens": self.output_tokens,
             "$ai_cache_read_input_tokens": self.cache_read_input_tokens,
             "$ai_cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "$ai_cache_creation_5m_input_tokens": self.cache_creation_5m_input_tokens,
+            "$ai_cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
             "$ai_cache_reporting_exclusive": self.cache_reporting_exclusive,
             "$ai_reasoning_tokens": self.reasoning_tokens,
             "$ai_tokens_source": self.tokens_source,

@@ -501,8 +501,7 @@ def _read_usage(gen: _llm.Generation, response: LLMResult, llm_output: dict[str,
     )
     gen.keep_zero = {k for k in ("cache_read", "cache_write", "reasoning") if usage.get(k) is not None}
     if "cache_write_5m" in usage:  # Anthropic's cache writes by time to live
-        gen.properties["$ai_cache_creation_5m_input_tokens"] = usage["cache_write_5m"]
-        gen.properties["$ai_cache_creation_1h_input_tokens"] = usage["cache_write_1h"]
+        gen.cache_ttl = (usage["cache_write_5m"], usage["cache_write_1h"])
     searches = g(g(llm_output.get("usage"), "server_tool_use"), "web_search_requests")
     if isinstance(searches, int) and not isinstance(searches, bool) and searches > 0:
         gen.web_search = searches

@@ -15,8 +15,8 @@ import posthog
 import pytest
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.language_models import FakeListLLM
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models import FakeListLLM, FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
@@ -499,6 +499,25 @@ def _completion_llm(srv: LLMServer, handler: Any) -> Any:
     return chain.invoke({"x": "ok"}, {"callbacks": [handler]})
 
 
+def _anthropic_cache_usage(srv: LLMServer, handler: Any) -> Any:
+    """A chat model reporting Anthropic's usage as LangChain standardises it: cache reads and writes inside
+    the input count, writes by time to live (langchain_core's fake model, as no local server speaks it)."""
+    usage = {
+        "input_tokens": 150,
+        "output_tokens": 5,
+        "total_tokens": 155,
+        "input_token_details": {
+            "cache_read": 100,
+            "cache_creation": 30,
+            "ephemeral_5m_input_tokens": 20,
+            "ephemeral_1h_input_tokens": 10,
+        },
+    }
+    model = FakeMessagesListChatModel(responses=[AIMessage("Sunny.", usage_metadata=usage)])  # type: ignore[arg-type]
+    config: Any = {"callbacks": [handler], "metadata": {"ls_model_name": "claude-haiku-4-5"}}
+    return model.invoke("Weather in Paris?", config)
+
+
 RUNS = {
     "chain-root": _chain_root,
     "chat-model-root": _model_root,
@@ -509,6 +528,7 @@ RUNS = {
     "retriever-root": _retriever_root,
     "completion-llm": _completion_llm,
     "agent-loop": _agent_loop,
+    "anthropic-cache-usage": _anthropic_cache_usage,
 }
 
 
