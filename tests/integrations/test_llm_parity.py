@@ -210,6 +210,12 @@ CASES = [
         ),
     ),
     Case(
+        "openai-responses-parse",
+        "openai",
+        LLMReply(text='{"city": "Paris"}'),
+        lambda c: c.responses.parse(model="gpt-4o-mini", input="Which city?", text_format=City),
+    ),
+    Case(
         "openai-responses-stream",
         "openai",
         LLMReply(),
