@@ -84,16 +84,13 @@ class Generation:
         self.service_tier: str | None = None
         self.web_search: int | None = None
         self.raw_usage: dict[str, Any] | None = None
-        self.usage_dump: Callable[[str, Any], Any] | None = (
-            None  # an SDK's usage block as its own type dumps it
-        )
+        # How the caller's SDK dumps a usage block with its own type (set by the integrations).
+        self.usage_dump: Callable[[str, Any], Any] | None = None
         self.ttft: float | None = None
         self.last: float | None = None  # when the latest streamed delta arrived
         self.usage: dict[str, Any] = {}
         self.keep_zero: set[str] = set()  # cache/reasoning counts the reader saw reported, 0 included
-        self.cache_ttl: tuple[int, int] | None = (
-            None  # Anthropic's cache writes: 5-minute, 1-hour (LangChain)
-        )
+        self.cache_ttl: tuple[int, int] | None = None  # Anthropic's cache writes: 5-minute, 1-hour TTL
         self.output: list[Any] | None = None  # `$ai_output_choices`, when known whole
         self.text: list[str] = []  # streamed text pieces (a generator under @trace_llm)
         self.calls: list[tuple[Any, Any, Any]] | None = None  # tool calls, when not read from the output

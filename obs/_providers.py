@@ -118,9 +118,7 @@ def read_request(gen: Generation, api: str, body: dict[str, Any], helper: bool =
     if tools:
         gen.tools = redact_mcp(tools)
     if gen.stream:
-        gen.stream_state = {"chat": ChatStream, "responses": ResponsesStream, "messages": MessagesStream}[
-            api
-        ]()
+        gen.stream_state = _STREAMS[api]()
     if api == "messages":
         gen.set_input(_anthropic_input(body))
     else:
@@ -426,11 +424,7 @@ def read_event(gen: Generation, event: Any, api: str | None = None) -> bool:
         gen.api = gen.api or api
         state = gen.stream_state
         if state is None:
-            state = gen.stream_state = {
-                "chat": ChatStream,
-                "responses": ResponsesStream,
-                "messages": MessagesStream,
-            }[api]()
+            state = gen.stream_state = _STREAMS[api]()
         return state.event(gen, event)  # type: ignore[no-any-return]
     if isinstance(event, str):  # a generator yielding text
         gen.add_delta(event)
@@ -683,3 +677,10 @@ class MessagesStream:
             elif kind == "redacted_thinking":
                 content.append({"type": "redacted_thinking", "data": b.get("data")})
         return [{"role": "assistant", "content": content or [{"type": "text", "text": self.text}]}]
+
+
+_STREAMS: dict[str, type[ChatStream | ResponsesStream | MessagesStream]] = {
+    "chat": ChatStream,
+    "responses": ResponsesStream,
+    "messages": MessagesStream,
+}
