@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -447,6 +448,7 @@ LANGCHAIN_OBS_ONLY = frozenset(
     }
 )
 _IDS = ("$ai_trace_id", "$ai_span_id", "$ai_parent_id")
+LLM_DOCS = (Path(__file__).resolve().parents[2] / "docs" / "llm.md").read_text()
 _RUN_ID = re.compile(r"lc_run--[0-9a-f-]{36}")  # LangChain's message ids, made from its run ids
 
 
@@ -582,6 +584,8 @@ def test_events_match_posthog_pythons_handler(
         assert (other.pop("$ai_lib"), mine.pop("$ai_lib")) == ("posthog-ai", "obs")
         other.pop("$ai_lib_version"), mine.pop("$ai_lib_version")
         assert set(mine) - set(other) <= LANGCHAIN_OBS_ONLY, set(mine) - set(other) - LANGCHAIN_OBS_ONLY
+        undocumented = [k for k in mine if f"`{k}`" not in LLM_DOCS]
+        assert not undocumented, f"add {undocumented} to docs/llm.md"
         differ = {k: (v, mine.get(k, "<absent>")) for k, v in other.items() if mine.get(k, "<absent>") != v}
         assert not differ, (our_event["event"], differ)
         # No person: every event's distinct id is its trace id.

@@ -29,6 +29,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -423,6 +424,9 @@ def _via_obs(case: Case, server: CaptureServer, llm: LLMServer, payloads: bool) 
     return _event(server, case.event), raised
 
 
+LLM_DOCS = (Path(__file__).resolve().parents[2] / "docs" / "llm.md").read_text()
+
+
 def _present(props: dict[str, Any]) -> dict[str, Any]:
     """The `$ai_*` properties, a null one counting as absent."""
     return {k: v for k, v in props.items() if k.startswith("$ai_") and v is not None}
@@ -450,6 +454,8 @@ def test_ai_event_matches_posthog_python(
     assert our_error is their_error  # the caller got the same from its SDK either way
 
     theirs, ours = _present(their_event["properties"]), _present(our_event["properties"])
+    undocumented = [k for k in ours if f"`{k}`" not in LLM_DOCS]
+    assert not undocumented, f"add {undocumented} to the property tables of docs/llm.md"
     assert _is_uuid(theirs.pop("$ai_trace_id")) and _is_uuid(ours["$ai_trace_id"])
     for props in (theirs, ours):
         assert isinstance(props.pop("$ai_latency"), float)
