@@ -1,6 +1,6 @@
 """LLM calls seen at the HTTP layer: the transport the OpenAI and Anthropic integrations install.
 
-``instrument(client, provider, endpoints)`` wraps the transport(s) of the SDK client's own httpx client,
+``instrument(client, spec, kinds, what)`` wraps the transport(s) of the SDK client's own httpx client,
 so every surface of the SDK (``create``, ``stream`` helpers, ``with_raw_response``, sync and async) is
 covered by one piece of code, and the caller keeps the SDK's own objects: nothing the caller calls or
 receives is replaced. Per HTTP request to a known endpoint, a Generation is fed from the request JSON,
@@ -9,6 +9,10 @@ is queued when the body ends, is closed early, or fails. Each attempt of the SDK
 (`$ai_retry_attempt` counts them). A streamed OpenAI chat call that did not ask for usage gets
 ``stream_options.include_usage`` added, and the usage-only chunk it brings is removed from the bytes the
 SDK reads, so the caller's iterator yields exactly what it would have.
+
+A failed attempt is described by the exception the SDK raises to its caller for it, made with the SDK's
+own code and classes (:class:`Spec`): its status error built from the error response, its timeout or
+connection error wrapping a transport failure. That is the exception posthog-python's wrappers describe.
 """
 
 from __future__ import annotations
