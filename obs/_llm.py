@@ -14,13 +14,16 @@ span states) only with ``POSTHOG_LLM_PAYLOADS=1``, secrets scrubbed and each cut
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _api, _context, _trace
+from . import _ai_errors, _api, _context, _trace
 from ._log import warn_every
+from ._providers import plain
 from ._uuid import uuid7
 
 if TYPE_CHECKING:
@@ -67,19 +70,30 @@ class Generation:
         self.properties = dict(properties) if properties else {}
         self.groups = groups
         self.event = event
+        # Set by the readers in _providers.py: which API answered, and whether the request itself was seen
+        # (an instrumented client), in which case every property takes posthog-python's wrapper shape.
+        self.api: str | None = None
+        self.wire = False
         self.stream: bool | None = None
         self.stream_done = False
+        self.stream_state: Any = None  # the accumulator of a streamed response (_providers.ChatStream, …)
         self.http_status: int | None = None
-        self.error_text: str | None = None  # a provider's error message (HTTP status >= 400)
+        self.error: BaseException | None = None  # what the caller's SDK raised, as the transport rebuilt it
+        self.error_plain = False  # `$ai_error` is str(error), as posthog-python's wrappers send it
         self.stop_reason: str | None = None
         self.service_tier: str | None = None
+        self.web_search: int | None = None
         self.raw_usage: dict[str, Any] | None = None
+        # How the caller's SDK dumps a usage block with its own type (set by the integrations).
+        self.usage_dump: Callable[[str, Any], Any] | None = None
         self.ttft: float | None = None
         self.last: float | None = None  # when the latest streamed delta arrived
-        self.deltas = 0
         self.usage: dict[str, Any] = {}
-        self.text: list[str] = []
-        self.tools_called: dict[Any, list[Any]] = {}  # key → [id, name, arguments]
+        self.keep_zero: set[str] = set()  # cache/reasoning counts the reader saw reported, 0 included
+        self.cache_ttl: tuple[int, int] | None = None  # Anthropic's cache writes: 5-minute, 1-hour TTL
+        self.output: list[Any] | None = None  # `$ai_output_choices`, when known whole
+        self.text: list[str] = []  # streamed text pieces (a generator under @trace_llm)
+        self.calls: list[tuple[Any, Any, Any]] | None = None  # tool calls, when not read from the output
         self.finished = False
         self.tool_spans = True  # False where tool runs are reported as spans of their own (LangChain)
         if parent is _trace._CURRENT:
@@ -102,33 +116,22 @@ class Generation:
             self.ttft = _perf() - self.t0
 
     def add_delta(self, text: str) -> None:
-        """One streamed piece of output (counted, timed, kept only with payloads on)."""
+        """One streamed piece of output (timed; its text kept only with payloads on)."""
         self.first_token()
-        self.deltas += 1
         self.last = _perf()
         if self.payloads and text:
             self.text.append(text)
 
-    def add_output(self, text: Any) -> None:
-        if self.payloads and isinstance(text, str) and text:
-            self.text.append(text)
-
-    def reset_output(self) -> None:
-        self.text.clear()
-        self.tools_called.clear()
-
-    def tool_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        self.tools_called[len(self.tools_called)] = [call_id, name, arguments]
-
-    def tool_delta(self, index: Any, call_id: Any, name: Any, arguments: Any) -> None:
-        self.first_token()
-        self.deltas += 1
-        self.last = _perf()
-        call = self.tools_called.setdefault(("stream", index), [None, None, None])
-        call[0] = call[0] or call_id
-        call[1] = call[1] or name
-        if arguments:
-            call[2] = (call[2] or "") + arguments if isinstance(arguments, str) else arguments
+    def keep_usage(self, kind: str, usage: Any) -> None:
+        """Keep a usage block for `$ai_usage`; a stream's later blocks are laid over the earlier ones."""
+        dump = None
+        if self.usage_dump is not None:
+            with contextlib.suppress(Exception):
+                dump = self.usage_dump(kind, usage)
+        if dump is None:
+            dump = plain(usage, exclude_none=False)
+        if isinstance(dump, dict):
+            self.raw_usage = {**(self.raw_usage or {}), **dump}
 
     def set_usage(
         self,
@@ -181,7 +184,8 @@ class Generation:
         self.model = model or self.model
         self.set_input(input)
         if output is not None and self.payloads:
-            self.text = [output]
+            content = [{"type": "text", "text": output}] if isinstance(output, str) else output
+            self.output = [{"role": "assistant", "content": content}]
         self.set_usage(
             input=input_tokens,
             output=output_tokens,
@@ -218,18 +222,21 @@ class Generation:
         # garbage-collected): its latency is the time it was read for, up to the last delta.
         end = self.last if completed is False and self.last is not None else _perf()
         latency = end - self.t0
+        if error is not None:
+            self.error = error
         outer = self._outer
         if outer is not None and not outer.finished:
-            outer._absorb(self, error)
+            outer._absorb(self)
             return
         try:
-            self._queue(latency, error, completed)
+            self._queue(latency, completed)
         except Exception as e:  # instrumentation never raises into the caller
             warn_every(f"llm-queue-{type(e).__name__}", 60, "obs: could not queue an LLM event: %r", e)
 
-    def _absorb(self, inner: Generation, error: BaseException | None) -> None:
-        attrs = ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream")
-        for attr in (*attrs, "service_tier", "raw_usage"):
+    def _absorb(self, inner: Generation) -> None:
+        """An instrumented call made inside this generation: its details fill what this one lacks."""
+        attrs = ("provider", "model", "params", "input", "instructions", "tools", "base_url", "stream", "api")
+        for attr in (*attrs, "service_tier", "raw_usage", "web_search"):
             if getattr(self, attr) is None:
                 setattr(self, attr, getattr(inner, attr))
         for key, value in inner.usage.items():
@@ -238,32 +245,78 @@ class Generation:
         self.stop_reason = inner.stop_reason or self.stop_reason
         if inner.ttft is not None and self.ttft is None:
             self.ttft = inner.t0 - self.t0 + inner.ttft
-        self.deltas += inner.deltas
+        if inner.last is not None:
+            self.last = inner.last
         self.text += inner.text
-        for call in inner.tools_called.values():
-            self.tools_called[len(self.tools_called)] = call
-        if error is not None:
-            self.properties.setdefault("$ai_error", _describe(error))
+        choices = inner.choices()
+        if choices:
+            self.output = (self.output or []) + choices
+
+    def choices(self) -> list[Any] | None:
+        """`$ai_output_choices`: what the model answered, in posthog-python's shape."""
+        if self.output is not None:
+            return self.output
+        if self.stream_state is not None:
+            return self.stream_state.output()  # type: ignore[no-any-return]
+        if self.text:
+            return [{"role": "assistant", "content": [{"type": "text", "text": "".join(self.text)}]}]
+        return [] if self.wire else None
+
+    def tool_calls(self, choices: list[Any] | None) -> list[tuple[Any, Any, Any]]:
+        """(id, name, arguments) of each tool call the model asked for."""
+        if self.calls is not None:
+            return self.calls
+        out = []
+        for choice in choices or ():
+            content = choice.get("content") if isinstance(choice, dict) else None
+            for item in content if isinstance(content, list) else ():
+                if isinstance(item, dict) and item.get("type") == "function":
+                    fn = item.get("function") or {}
+                    out.append((item.get("id"), fn.get("name"), fn.get("arguments")))
+        return out
 
     def _params(self) -> dict[str, Any] | None:
+        params = self.params if self.params is not None or not self.wire else {}
         if self.service_tier is None:
-            return self.params
-        return {
-            **(self.params or {}),
-            "service_tier": self.service_tier,
-        }  # the tier served, as posthog-python
+            return params
+        return {**(params or {}), "service_tier": self.service_tier}  # the tier served, as posthog-python
 
-    def _queue(self, latency: float, error: BaseException | None, completed: bool | None) -> None:
+    def _tokens(self) -> dict[str, Any]:
+        """Token counts as posthog-python sends them: absent when not reported; cache and reasoning counts
+        only above zero, except that its stream path sends OpenAI's cache reads and reasoning and
+        Anthropic's cache reads and writes as 0 too once the stream reported usage."""
+        u = self.usage
+        zero: set[str] = self.keep_zero
+        if self.wire and self.stream and ("input" in u or "output" in u):
+            zero = {"cache_read", "reasoning"} if self.provider == "openai" else {"cache_read", "cache_write"}
+        if self.event != "$ai_generation":
+            return {"input_tokens": u.get("input")}
+        counts = {
+            k: u.get(k) or (0 if k in zero else None) for k in ("cache_read", "cache_write", "reasoning")
+        }
+        passthrough = any(k in self.properties for k in _TOKEN_PROPERTIES)
+        return {
+            "input_tokens": u.get("input"),
+            "output_tokens": u.get("output"),
+            "cache_read_input_tokens": counts["cache_read"],
+            "cache_creation_input_tokens": counts["cache_write"],
+            "cache_creation_5m_input_tokens": self.cache_ttl[0] if self.cache_ttl else None,
+            "cache_creation_1h_input_tokens": self.cache_ttl[1] if self.cache_ttl else None,
+            "reasoning_tokens": counts["reasoning"],
+            "cache_reporting_exclusive": u.get("exclusive"),
+            "tokens_source": "passthrough" if passthrough else "sdk" if u or self.wire else None,
+        }
+
+    def _queue(self, latency: float, completed: bool | None) -> None:
         client = self._client
-        usage = self.usage
-        estimated = False
-        cut_short = self.stream and not self.stream_done and (completed is False or error is not None)
-        if cut_short and self.deltas > usage.get("output", 0):
-            # Count what arrived: one streamed delta is one token for these APIs.
-            usage["output"] = self.deltas
-            estimated = True
-        calls = [c for c in self.tools_called.values() if c[1] is not None]
-        is_error = error is not None or (self.http_status is not None and self.http_status >= 400)
+        error = self.error
+        generation = self.event == "$ai_generation"
+        choices = self.choices() if generation else None
+        calls = [c for c in self.tool_calls(choices) if c[1]]
+        http_status = self.http_status
+        if self.wire:  # posthog-python sends 200, or the error's status (0 for one without)
+            http_status = _ai_errors.http_status(error) if error is not None else http_status or 200
+        is_error = error is not None or (http_status is not None and http_status >= 400)
         extra: dict[str, Any] = {
             "trace_id": self.trace_id,
             "span_id": self.span_id,
@@ -272,38 +325,38 @@ class Generation:
             "latency": latency,
             "provider": self.provider,
             "model": self.model,
-            "model_parameters": self._params(),
-            "input_tokens": usage.get("input"),
-            "output_tokens": usage.get("output"),
-            # Zero cache/reasoning counts are left out, as posthog-python does: most calls have none.
-            "cache_read_input_tokens": usage.get("cache_read") or None,
-            "cache_creation_input_tokens": usage.get("cache_write") or None,
-            "cache_reporting_exclusive": usage.get("exclusive"),
-            "reasoning_tokens": usage.get("reasoning") or None,
-            "tokens_source": ("estimated" if estimated else "sdk") if usage else None,
-            "time_to_first_token": self.ttft if self.stream else None,
-            "stream": self.stream,
-            "stream_completed": completed if self.stream else None,
-            "http_status": self.http_status,
+            **self._tokens(),
+            "http_status": http_status,
             "base_url": self.base_url,
-            "stop_reason": self.stop_reason,
-            "service_tier": self.service_tier,
-            "usage": self.raw_usage,
-            "tools": self.tools,
         }
+        if generation:
+            extra.update(
+                model_parameters=self._params(),
+                time_to_first_token=self.ttft if self.stream else None,
+                stream=self.stream,
+                stream_completed=completed if self.stream else None,
+                stop_reason=self.stop_reason,
+                service_tier=self.service_tier,
+                web_search_count=self.web_search or None,
+                usage=self.raw_usage,
+                tools=self.tools,
+            )
         if is_error:
             extra["is_error"] = True
-            extra["error"] = (
-                _describe(error) if error is not None else self.error_text or f"HTTP {self.http_status}"
-            )
+            if error is not None:
+                extra["error"] = _ai_errors.describe(error, payloads=self.payloads, plain=self.error_plain)
+            else:
+                extra["error"] = f"HTTP {http_status}"
         if self.payloads:
             extra["input"] = self.input
             extra["instructions"] = self.instructions
-            if self.event == "$ai_generation" and (self.text or calls):
-                extra["output_choices"] = [_choice(self.text, calls)]
-        route = "ai" if client.settings.ai_route else "batch"
-        kind = "ai_generation" if self.event == "$ai_generation" else "ai_embedding"
+            extra["output_choices"] = choices
         props = self.properties or None
+        if props:  # a property the caller set wins over obs's own, as in posthog-python
+            for key in [k for k in extra if f"$ai_{k}" in props]:
+                del extra[key]
+        route = "ai" if client.settings.ai_route else "batch"
+        kind = "ai_generation" if generation else "ai_embedding"
         client._put(kind, self.event, props, self.distinct_id, None, None, self.groups, route, extra)
         # Each tool call the model asked for is a span, unless the caller reports tool runs itself.
         for call_id, name, arguments in calls if self.tool_spans else ():
@@ -319,22 +372,22 @@ class Generation:
             client._put("ai_span", "$ai_span", tool_props, self.distinct_id, None, None, None, route, span)
         summary = getattr(self.parent, "summary", None)
         if summary is not None:
-            summary.add(self, usage, len(calls), is_error)
+            summary.add(self, self.usage, len(calls), is_error)
 
 
-def _choice(text: list[Any], calls: list[list[Any]]) -> dict[str, Any]:
-    content: Any = "".join(text) if all(isinstance(t, str) for t in text) else text
-    choice: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        choice["tool_calls"] = [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in calls
-        ]
-    return choice
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+# Token counts a caller may set as properties, which posthog-python then reports as `passthrough`.
+_TOKEN_PROPERTIES = frozenset(
+    {
+        "$ai_input_tokens",
+        "$ai_output_tokens",
+        "$ai_cache_read_input_tokens",
+        "$ai_cache_creation_input_tokens",
+        "$ai_cache_creation_5m_input_tokens",
+        "$ai_cache_creation_1h_input_tokens",
+        "$ai_total_tokens",
+        "$ai_reasoning_tokens",
+    }
+)
 
 
 class trace_generation:
@@ -401,10 +454,12 @@ class _Off(Generation):
         self.finished = True
         self.usage = {}
         self.text = []
-        self.tools_called = {}
         self.properties = {}
-        self.provider = self.model = self.stream = self.ttft = self.last = None
-        self.deltas = 0
+        self.provider = self.model = self.stream = self.ttft = self.last = self.stream_state = None
+        self.keep_zero = set()
+        self.cache_ttl = None
+        self.api = self.output = self.calls = self.service_tier = self.web_search = None
+        self.wire = self.stream_done = False
         self.t0 = 0.0
 
     def begin(self, activate: bool = True) -> Generation:
@@ -462,12 +517,13 @@ class Fields:
         return fields
 
     def trim(self, value: Any) -> Any:
-        """Scrub every string in ``value`` and cut them once ``max_chars`` characters have been used."""
+        """Replace base64 media by a placeholder, scrub every string in ``value`` and cut them once
+        ``max_chars`` characters have been used."""
         budget = [self.max_chars]
 
-        def walk(v: Any) -> Any:
+        def walk(v: Any, key: Any, parent: Any, parent_key: Any) -> Any:
             if isinstance(v, str):
-                v = self.scrub(v)
+                v = self.scrub(_media(v, key, parent, parent_key))
                 left = budget[0]
                 if len(v) <= left:
                     budget[0] = left - len(v)
@@ -475,12 +531,12 @@ class Fields:
                 budget[0] = 0
                 return f"{v[:left]}…[truncated {len(v) - left} chars]"
             if isinstance(v, dict):
-                return {k: walk(x) for k, x in v.items()}
+                return {k: walk(x, k, v, key) for k, x in v.items()}
             if isinstance(v, list):
-                return [walk(x) for x in v]
+                return [walk(x, key, parent, parent_key) for x in v]
             return v
 
-        return walk(value)
+        return walk(value, None, None, None)
 
     def cost(self, f: dict[str, Any]) -> dict[str, Any]:
         """USD cost from genai-prices; nothing for a model it does not know (no cost beats a wrong one)."""
@@ -519,3 +575,63 @@ class Fields:
             "output_cost_usd": float(price.output_price),
             "total_cost_usd": float(price.total_price),
         }
+
+
+# Base64 media in payloads is replaced by a placeholder naming its kind, as posthog-python does: a data URL
+# anywhere, and a long base64 text under a key that holds media (`data`, `image_url`, … or `url` inside an
+# `image_url`), or the `result` of an image generation call.
+_DATA_URL = re.compile(r"^data:([^;,]+);base64,")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+_MEDIA_KEYS = frozenset(
+    {
+        "data",
+        "image_url",
+        "imageUrl",
+        "video_url",
+        "videoUrl",
+        "audio",
+        "audio_data",
+        "audioData",
+        "inline_data",
+        "inlineData",
+        "file_data",
+        "fileData",
+    }
+)
+_MEDIA_URL_PARENTS = frozenset({"image_url", "imageUrl", "video_url", "videoUrl"})
+_MIME_KEYS = ("mime_type", "mimeType", "media_type", "mediaType", "format")
+_KINDS = {
+    **dict.fromkeys(("wav", "mp3", "pcm16", "pcm", "flac", "opus", "aac", "ogg", "m4a"), "audio"),
+    **dict.fromkeys(("mp4", "mov", "webm", "avi", "mkv"), "video"),
+    **dict.fromkeys(("png", "jpg", "jpeg", "gif", "webp", "bmp", "svg"), "image"),
+    **{k: k for k in ("image", "video", "audio")},
+}
+
+
+def _media(text: str, key: Any, parent: Any, parent_key: Any) -> str:
+    match = _DATA_URL.match(text)
+    if match:
+        return _placeholder(match.group(1))
+    media = (
+        key in _MEDIA_KEYS
+        or (key == "result" and isinstance(parent, dict) and parent.get("type") == "image_generation_call")
+        or (key == "url" and parent_key in _MEDIA_URL_PARENTS)
+    )
+    if media and len(text) >= 200 and _BASE64.match(text):
+        mime = None
+        if isinstance(parent, dict):
+            mime = next((parent[k] for k in _MIME_KEYS if isinstance(parent.get(k), str)), None)
+            if mime is None and parent.get("type") in ("image", "video", "audio"):
+                mime = parent["type"]
+        return _placeholder(mime)
+    return text
+
+
+def _placeholder(mime: str | None) -> str:
+    if not mime:
+        kind = "image"
+    elif "/" in mime:
+        kind = next((k for k in ("image", "video", "audio") if mime.startswith(k + "/")), "file")
+    else:
+        kind = _KINDS.get(mime.lower(), "file")
+    return f"[base64 {kind} redacted]"

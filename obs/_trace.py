@@ -21,7 +21,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _api, _context
+from . import _ai_errors, _api, _context
 from ._uuid import uuid7
 from .decorators._wrap import RERAISE, Probe, wrap
 
@@ -168,8 +168,7 @@ class Span:
         }
         if error is not None and not isinstance(error, GeneratorExit):
             extra["is_error"] = True
-            text = str(error)
-            extra["error"] = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            extra["error"] = _ai_errors.describe(error, payloads=client.settings.llm_payloads)  # type: ignore[union-attr]
             if ids.summary is not None:
                 ids.summary.errors += 1
         if self.is_trace and ids.summary is not None:

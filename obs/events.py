@@ -99,7 +99,10 @@ class _AIEvent(Event):
     span_name: str | None = Field(None, description="`$ai_span_name`.")
     latency: float | None = Field(None, description="`$ai_latency`, seconds.")
     is_error: bool | None = Field(None, description="`$ai_is_error`.")
-    error: str | None = Field(None, description="`$ai_error`: exception type and message, scrubbed.")
+    error: str | None = Field(
+        None,
+        description="`$ai_error`: the exception's text, scrubbed; without its message when payloads are off.",
+    )
 
     def typed_properties(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,8 @@ class _AIEvent(Event):
             "$ai_latency": self.latency,
             "$ai_is_error": self.is_error,
             "$ai_error": self.error,
+            "$ai_lib": LIB,
+            "$ai_lib_version": __version__,
         }
 
 
@@ -130,9 +135,17 @@ class AIGenerationEvent(_AIEvent):
     output_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = Field(
+        None, description="Anthropic cache writes, 5-minute TTL."
+    )
+    cache_creation_1h_input_tokens: int | None = Field(
+        None, description="Anthropic cache writes, 1-hour TTL."
+    )
     cache_reporting_exclusive: bool | None = None
     reasoning_tokens: int | None = None
-    tokens_source: str | None = Field(None, description="`sdk` (reported by the provider) or `estimated`.")
+    tokens_source: str | None = Field(
+        None, description="`sdk` (reported by the provider) or `passthrough` (set by the caller)."
+    )
     time_to_first_token: float | None = Field(None, description="Seconds, streaming only.")
     stream: bool | None = None
     stream_completed: bool | None = Field(
@@ -142,6 +155,7 @@ class AIGenerationEvent(_AIEvent):
     base_url: str | None = None
     stop_reason: str | None = None
     service_tier: str | None = Field(None, description="The tier that served the call, from the response.")
+    web_search_count: int | None = Field(None, description="`$ai_web_search_count`: web searches made.")
     usage: dict[str, Any] | None = Field(None, description="`$ai_usage`: the provider's usage block as sent.")
     tools: list[Any] | None = None
     input: Any = None
@@ -161,6 +175,8 @@ class AIGenerationEvent(_AIEvent):
             "$ai_output_tokens": self.output_tokens,
             "$ai_cache_read_input_tokens": self.cache_read_input_tokens,
             "$ai_cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "$ai_cache_creation_5m_input_tokens": self.cache_creation_5m_input_tokens,
+            "$ai_cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
             "$ai_cache_reporting_exclusive": self.cache_reporting_exclusive,
             "$ai_reasoning_tokens": self.reasoning_tokens,
             "$ai_tokens_source": self.tokens_source,
@@ -171,6 +187,7 @@ class AIGenerationEvent(_AIEvent):
             "$ai_base_url": self.base_url,
             "$ai_stop_reason": self.stop_reason,
             "$ai_service_tier": self.service_tier,
+            "$ai_web_search_count": self.web_search_count,
             "$ai_usage": self.usage,
             "$ai_tools": self.tools,
             "$ai_input": self.input,
@@ -179,8 +196,6 @@ class AIGenerationEvent(_AIEvent):
             "$ai_input_cost_usd": self.input_cost_usd,
             "$ai_output_cost_usd": self.output_cost_usd,
             "$ai_total_cost_usd": self.total_cost_usd,
-            "$ai_lib": LIB,
-            "$ai_lib_version": __version__,
         }
 
 

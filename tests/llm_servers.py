@@ -56,6 +56,11 @@ Endpoints (a leading `/v1` is optional; a query string is ignored):
   timeout_error, 529 overloaded_error, other 5xx api_error). `error_type` / `error_message` override the type
   and message. Error replies carry `x-should-retry: false` unless `headers` names that header, so clients do
   not retry.
+- `web_searches`: web searches the model made: OpenAI chat a `url_citation` annotation on the message (the
+  first stream delta), Responses `web_search_call` items before the others, Anthropic
+  `usage.server_tool_use.web_search_requests` (message and message_delta usage).
+- `id_seed`: any string makes every id of the answer (tool calls, messages, the request id header and
+  Anthropic's error `request_id`) a function of it, so one reply served twice answers alike; default random.
 - `headers`: extra response headers (added to the defaults: content-type and `x-request-id` / `request-id`).
 - `delay`: seconds to sleep before answering (client timeouts).
 - `break_after`: streaming: write the headers (chunked) and this many SSE events (every `event:`/`data:`
@@ -80,6 +85,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -149,6 +155,8 @@ class LLMReply:
     event_delay: float = 0.0
     error_type: str | None = None
     error_message: str | None = None
+    id_seed: str | None = None
+    web_searches: int = 0
 
 
 @dataclass
@@ -176,6 +184,20 @@ def _id(prefix: str, n: int = 24) -> str:
     return prefix + uuid.uuid4().hex[:n]
 
 
+class _Ids:
+    """The ids of one answer: random, or with `LLMReply.id_seed` the same each time the reply is served."""
+
+    def __init__(self, seed: str | None) -> None:
+        self.seed = seed
+        self.n = 0
+
+    def __call__(self, prefix: str, n: int = 24) -> str:
+        if self.seed is None:
+            return _id(prefix, n)
+        self.n += 1
+        return prefix + hashlib.sha256(f"{self.seed}/{self.n}".encode()).hexdigest()[:n]
+
+
 def _dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
@@ -198,13 +220,16 @@ class _Plan:
     def __init__(self, reply: LLMReply, body: JSONObject, default_model: str, tool_prefix: str) -> None:
         self.reply = reply
         self.body = body
+        self.ids = _Ids(reply.id_seed)
         requested = body.get("model")
         self.model = reply.model or (requested if isinstance(requested, str) and requested else default_model)
         self.words = split_words(reply.text)
         self.calls: list[_Call] = []
         for name, args in reply.tool_calls:
             text = json.dumps(args)  # default separators: a space after ':' and ',' gives word fragments
-            self.calls.append(_Call(name, args, text, split_words(text), _id(tool_prefix), _id("fc_")))
+            self.calls.append(
+                _Call(name, args, text, split_words(text), self.ids(tool_prefix), self.ids("fc_"))
+            )
         deltas = len(self.words) + sum(len(c.fragments) for c in self.calls)
         self.output_tokens = (
             reply.output_tokens if reply.output_tokens is not None else deltas + reply.reasoning_tokens
@@ -243,12 +268,17 @@ def _chat_base(p: _Plan, obj: str, cid: str) -> JSONObject:
     }
 
 
+def _citations(p: _Plan) -> list[JSONObject]:
+    cite = {"url": "https://example.com/weather", "title": "Weather", "start_index": 0, "end_index": 5}
+    return [{"type": "url_citation", "url_citation": cite}] if p.reply.web_searches else []
+
+
 def _chat_completion(p: _Plan) -> JSONObject:
     message: JSONObject = {
         "role": "assistant",
         "content": p.reply.text if p.reply.text or not p.calls else None,
         "refusal": None,
-        "annotations": [],
+        "annotations": _citations(p),
     }
     if p.calls:
         message["tool_calls"] = [
@@ -256,7 +286,7 @@ def _chat_completion(p: _Plan) -> JSONObject:
             for c in p.calls
         ]
     return {
-        **_chat_base(p, "chat.completion", _id("chatcmpl-")),
+        **_chat_base(p, "chat.completion", p.ids("chatcmpl-")),
         "choices": [
             {
                 "index": 0,
@@ -272,7 +302,7 @@ def _chat_completion(p: _Plan) -> JSONObject:
 def _chat_chunks(p: _Plan) -> list[_SSE]:
     options = p.body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    base = _chat_base(p, "chat.completion.chunk", _id("chatcmpl-"))
+    base = _chat_base(p, "chat.completion.chunk", p.ids("chatcmpl-"))
 
     def chunk(delta: JSONObject, finish: str | None = None) -> _SSE:
         c: JSONObject = {
@@ -283,7 +313,14 @@ def _chat_chunks(p: _Plan) -> list[_SSE]:
             c["usage"] = None
         return None, c
 
-    out = [chunk({"role": "assistant", "content": "" if p.words or not p.calls else None, "refusal": None})]
+    first: JSONObject = {
+        "role": "assistant",
+        "content": "" if p.words or not p.calls else None,
+        "refusal": None,
+    }
+    if p.reply.web_searches:
+        first["annotations"] = _citations(p)
+    out = [chunk(first)]
     out += [chunk({"content": w}) for w in p.words]
     for i, c in enumerate(p.calls):
         header = {
@@ -318,8 +355,8 @@ def _responses_usage(p: _Plan) -> JSONObject:
 class _ResponseShape:
     def __init__(self, p: _Plan) -> None:
         self.p = p
-        self.id = _id("resp_")
-        self.msg_id = _id("msg_")
+        self.id = p.ids("resp_")
+        self.msg_id = p.ids("msg_")
 
     def message_item(self, text: str, status: str) -> JSONObject:
         content = [self.text_part(text)] if status == "completed" else []
@@ -346,9 +383,20 @@ class _ResponseShape:
             "name": c.name,
         }
 
+    def searches(self) -> list[JSONObject]:
+        return [
+            {
+                "id": f"ws_{i}",
+                "type": "web_search_call",
+                "status": "completed",
+                "action": {"type": "search", "query": "weather"},
+            }
+            for i in range(self.p.reply.web_searches)
+        ]
+
     def output(self) -> list[JSONObject]:
         items = [self.message_item(self.p.reply.text, "completed")] if self.p.words else []
-        return items + [self.call_item(c, "completed") for c in self.p.calls]
+        return self.searches() + items + [self.call_item(c, "completed") for c in self.p.calls]
 
     def response(self, *, done: bool) -> JSONObject:
         b = self.p.body
@@ -392,6 +440,10 @@ class _ResponseShape:
             {"type": "response.in_progress", "response": self.response(done=False)},
         ]
         index = 0
+        for item in self.searches():
+            raw.append({"type": "response.output_item.added", "output_index": index, "item": item})
+            raw.append({"type": "response.output_item.done", "output_index": index, "item": item})
+            index += 1
         if self.p.words:
             text = self.p.reply.text
             at = {"item_id": self.msg_id, "output_index": index, "content_index": 0}
@@ -484,7 +536,13 @@ def _anthropic_usage(p: _Plan, output_tokens: int) -> JSONObject:
         "cache_creation": {"ephemeral_5m_input_tokens": r.cache_write_tokens, "ephemeral_1h_input_tokens": 0},
         "output_tokens": output_tokens,
         "service_tier": "standard",
+        **_server_tools(p),
     }
+
+
+def _server_tools(p: _Plan) -> JSONObject:
+    n = p.reply.web_searches
+    return {"server_tool_use": {"web_search_requests": n}} if n else {}
 
 
 def _anthropic_shell(p: _Plan, mid: str, content: list[JSONObject], *, done: bool) -> JSONObject:
@@ -503,12 +561,12 @@ def _anthropic_shell(p: _Plan, mid: str, content: list[JSONObject], *, done: boo
 def _anthropic_message(p: _Plan) -> JSONObject:
     content: list[JSONObject] = [{"type": "text", "text": p.reply.text}] if p.words else []
     content += [{"type": "tool_use", "id": c.call_id, "name": c.name, "input": c.arguments} for c in p.calls]
-    return _anthropic_shell(p, _id("msg_01"), content, done=True)
+    return _anthropic_shell(p, p.ids("msg_01"), content, done=True)
 
 
 def _anthropic_events(p: _Plan) -> list[_SSE]:
     raw: list[JSONObject] = [
-        {"type": "message_start", "message": _anthropic_shell(p, _id("msg_01"), [], done=False)}
+        {"type": "message_start", "message": _anthropic_shell(p, p.ids("msg_01"), [], done=False)}
     ]
     index = 0
     if p.words:
@@ -539,7 +597,7 @@ def _anthropic_events(p: _Plan) -> list[_SSE]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": "tool_use" if p.calls else "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": p.output_tokens},
+            "usage": {"output_tokens": p.output_tokens, **_server_tools(p)},
         }
     )
     raw.append({"type": "message_stop"})
@@ -561,13 +619,13 @@ def _openai_error(reply: LLMReply) -> JSONObject:
     }
 
 
-def _anthropic_error(reply: LLMReply) -> JSONObject:
+def _anthropic_error(reply: LLMReply, ids: _Ids) -> JSONObject:
     s = reply.status
     etype, message = ANTHROPIC_ERRORS.get(s, ANTHROPIC_ERRORS[500] if s >= 500 else ANTHROPIC_ERRORS[400])
     return {
         "type": "error",
         "error": {"type": reply.error_type or etype, "message": reply.error_message or message},
-        "request_id": _id("req_011"),
+        "request_id": ids("req_011"),
     }
 
 
@@ -668,16 +726,17 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True  # the client went away
 
-    def _headers(self, status: int, reply: LLMReply, content_type: str, anthropic: bool) -> None:
+    def _headers(self, status: int, reply: LLMReply, content_type: str, anthropic: bool, ids: _Ids) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("request-id" if anthropic else "x-request-id", _id("req_"))
+        self.send_header("request-id" if anthropic else "x-request-id", ids("req_"))
         for k, v in reply.headers.items():
             self.send_header(k, v)
 
     def _answer_error(self, reply: LLMReply, anthropic: bool) -> None:
-        data = _dumps(_anthropic_error(reply) if anthropic else _openai_error(reply)).encode()
-        self._headers(reply.status, reply, "application/json", anthropic)
+        ids = _Ids(reply.id_seed)
+        data = _dumps(_anthropic_error(reply, ids) if anthropic else _openai_error(reply)).encode()
+        self._headers(reply.status, reply, "application/json", anthropic, ids)
         if "x-should-retry" not in {k.lower() for k in reply.headers}:
             self.send_header("x-should-retry", "false")
         self.send_header("Content-Length", str(len(data)))
@@ -686,7 +745,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, p: _Plan, obj: JSONObject, *, anthropic: bool = False) -> None:
         data = _dumps(obj).encode()
-        self._headers(p.reply.status, p.reply, "application/json", anthropic)
+        self._headers(p.reply.status, p.reply, "application/json", anthropic, p.ids)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if p.reply.break_after is not None:
@@ -696,7 +755,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sse(self, p: _Plan, events: list[_SSE], *, done: bool = False, anthropic: bool = False) -> None:
         reply = p.reply
-        self._headers(reply.status, reply, "text/event-stream; charset=utf-8", anthropic)
+        self._headers(reply.status, reply, "text/event-stream; charset=utf-8", anthropic, p.ids)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()

@@ -218,7 +218,7 @@ EXPECTED = {
         "$ai_time_to_first_token: ",
         "refused: 429",
         "└─ generation gpt-4o-mini  · ",
-        "error: HTTP 429: requests: Rate limit reached",
+        "error: Error code: 429 - Rate limit reached",  # the SDK's error text: payloads are on
     ],
     "03_explore_local_store.ipynb": [
         "94 LLM calls",
@@ -227,7 +227,7 @@ EXPECTED = {
         "26 exceptions stored",
         "KeyError: 'refund_policy' (in answer) [error]",
         "├─ generation gpt-4o-mini  · ",
-        "error: HTTP 503: server_error",
+        "error: InternalServerError: 503 server_error",  # without its message: payloads are off
         "└─ exception InternalServerError: Error code: 503",
     ],
 }

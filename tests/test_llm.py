@@ -32,7 +32,7 @@ def test_trace_generation_with_set(sink: MemorySink) -> None:
     (p,) = _gens(sink)
     assert p["$ai_input_tokens"] == 8 and p["$ai_output_tokens"] == 2 and p["$ai_http_status"] == 200
     assert p["team"] == "search" and p["$ai_input"] == [{"role": "user", "content": "hi"}]
-    assert p["$ai_output_choices"] == [{"role": "assistant", "content": "hello"}]
+    assert p["$ai_output_choices"] == [{"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
     assert p["$ai_latency"] >= 0 and "$ai_stream" not in p
 
 
@@ -83,3 +83,44 @@ def test_payload_fields_dropped_when_off_and_cost_for_unknown_model() -> None:
         lambda v, k: v,
     )
     assert out == {"provider": "openai", "model": "nope-1", "input_tokens": 3}
+
+
+def test_base64_media_is_replaced_by_a_placeholder() -> None:
+    settings = load_settings(api_key="phc_x", llm_payloads=True)
+    fields = Fields(settings, Scrubber())
+    b64 = "QUJD" * 100
+    payload = [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}},
+        {"type": "image", "source": {"type": "base64", "media_type": "application/pdf", "data": b64}},
+        {"type": "text", "text": b64},  # text is text, however it looks
+        {"url": b64},  # a url outside image_url is not media either
+    ]
+    assert fields.trim(payload) == [
+        {"type": "image_url", "image_url": {"url": "[base64 image redacted]"}},
+        {"type": "input_audio", "input_audio": {"data": "[base64 audio redacted]", "format": "wav"}},
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "[base64 file redacted]"},
+        },
+        {"type": "text", "text": b64},
+        {"url": b64},
+    ]
+
+
+def test_error_message_only_with_payloads() -> None:
+    for payloads, expected in ((True, "TimeoutError: read took 30s"), (False, "TimeoutError")):
+        sink = MemorySink()
+        obs.init(api_key="phc_test", sinks=[sink], llm_payloads=payloads)
+        with pytest.raises(TimeoutError), obs.trace_generation("openai", "gpt-4o"):
+            raise TimeoutError("read took 30s")
+        (p,) = _gens(sink)
+        assert p["$ai_is_error"] is True and p["$ai_error"] == expected
+
+
+def test_token_counts_set_as_properties_win_and_are_passthrough(sink: MemorySink) -> None:
+    with obs.trace_generation("openai", "gpt-4o", properties={"$ai_input_tokens": 5}) as gen:
+        gen.set(input_tokens=8, output_tokens=2)
+    (p,) = _gens(sink)
+    assert p["$ai_input_tokens"] == 5 and p["$ai_output_tokens"] == 2
+    assert p["$ai_tokens_source"] == "passthrough"

@@ -1,6 +1,6 @@
 """LLM calls seen at the HTTP layer: the transport the OpenAI and Anthropic integrations install.
 
-``instrument(client, provider, endpoints)`` wraps the transport(s) of the SDK client's own httpx client,
+``instrument(client, spec, kinds, what)`` wraps the transport(s) of the SDK client's own httpx client,
 so every surface of the SDK (``create``, ``stream`` helpers, ``with_raw_response``, sync and async) is
 covered by one piece of code, and the caller keeps the SDK's own objects: nothing the caller calls or
 receives is replaced. Per HTTP request to a known endpoint, a Generation is fed from the request JSON,
@@ -9,6 +9,10 @@ is queued when the body ends, is closed early, or fails. Each attempt of the SDK
 (`$ai_retry_attempt` counts them). A streamed OpenAI chat call that did not ask for usage gets
 ``stream_options.include_usage`` added, and the usage-only chunk it brings is removed from the bytes the
 SDK reads, so the caller's iterator yields exactly what it would have.
+
+A failed attempt is described by the exception the SDK raises to its caller for it, made with the SDK's
+own code and classes (:class:`Spec`): its status error built from the error response, its timeout or
+connection error wrapping a transport failure. That is the exception posthog-python's wrappers describe.
 """
 
 from __future__ import annotations
@@ -27,12 +31,30 @@ _MARKERS = (b"\n\n", b"\r\n\r\n")
 
 
 class Spec:
-    """Which provider a client talks to and which URL path suffixes are LLM endpoints (→ API name)."""
+    """What obs knows of one SDK: its provider, which URL path suffixes are LLM endpoints (→ API name), the
+    client's base URL, and how the SDK turns what the HTTP layer sees into the exception its caller gets."""
 
-    def __init__(self, provider: str, endpoints: dict[str, str], base_url: str) -> None:
+    def __init__(
+        self,
+        provider: str,
+        endpoints: dict[str, str],
+        client: Any,
+        sdk: ModuleType,
+        usage_types: dict[str, Any],
+        *,
+        status_error_context: bool,
+    ) -> None:
         self.provider = provider
         self.endpoints = endpoints
-        self.base_url = base_url
+        self.base_url = str(getattr(client, "base_url", ""))
+        self.sdk = sdk
+        self.usage_types = usage_types
+        self.client_type: Any = type(client)
+        # The SDK raises its status error while handling httpx's HTTPStatusError (OpenAI's does; Anthropic's
+        # raises it afterwards), so the error its caller gets has that as its context.
+        self.status_error_context = status_error_context
+        # Whether the SDK's stream iterator turns a transport failure into its own connection error.
+        self.wraps_stream_errors = hasattr(getattr(sdk, "_streaming", None), "APIConnectionError")
 
     def api(self, request: Any) -> str | None:
         if request.method != "POST":
@@ -42,6 +64,45 @@ class Spec:
             if path.endswith(suffix):
                 return api
         return None
+
+    def dump_usage(self, kind: str, usage: Any) -> Any:
+        """A usage block as the SDK's own type dumps it (every field, None where unset), which is what
+        posthog-python sends as `$ai_usage`; None when the SDK has no such type."""
+        model = self.usage_types.get(kind)
+        if model is None or not isinstance(usage, dict):
+            return None
+        return model.model_construct(**usage).model_dump()
+
+    def status_error(
+        self, hx: ModuleType, request: Any, status: int, headers: Any, raw: bytes
+    ) -> BaseException:
+        """The exception the SDK raises for this error response, made by the SDK's own code."""
+        response = hx.Response(status, headers=headers, content=raw, request=request)
+        response.read()
+        # The SDK method uses no state of the client: a bare instance stands in for the caller's.
+        factory = self.client_type.__new__(self.client_type)
+        error: BaseException = self.client_type._make_status_error_from_response(factory, response)
+        if self.status_error_context:
+            error.__context__ = hx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
+        return error
+
+    def transport_error(
+        self, hx: ModuleType, request: Any, error: BaseException, streaming: bool
+    ) -> BaseException:
+        """What the SDK raises for a failure of the exchange itself: its timeout or connection error
+        (from the failure), or, mid-stream in an SDK that does not wrap those, the failure itself."""
+        if streaming and not (self.wraps_stream_errors and isinstance(error, hx.RequestError)):
+            return error
+        if not isinstance(error, Exception) or isinstance(error, getattr(self.sdk, "APIError", ())):
+            return error
+        kind = (
+            self.sdk.APITimeoutError
+            if isinstance(error, hx.TimeoutException)
+            else self.sdk.APIConnectionError
+        )
+        wrapped: BaseException = kind(request=request)
+        wrapped.__cause__ = error
+        return wrapped
 
 
 def instrument(client: Any, spec: Spec, kinds: tuple[type, ...], what: str) -> Any:
@@ -77,12 +138,16 @@ class _Call:
 
     def __init__(self, hx: ModuleType, spec: Spec, api: str, request: Any) -> None:
         self.hx = hx
+        self.spec = spec
         self.api = api
         self.request = request
         self.strip_usage = False
+        self.streaming = False  # the response is an event stream, being read as the caller pulls it
         self.pending = b""
         event = "$ai_embedding" if api == "embeddings" else "$ai_generation"
         gen = _llm.start(False, provider=spec.provider, base_url=spec.base_url, event=event)
+        gen.usage_dump = spec.dump_usage
+        gen.error_plain = True  # `$ai_error` is the text of the SDK's exception, as posthog-python sends it
         self.gen = gen
         attempt = request.headers.get("x-stainless-retry-count")
         if attempt and attempt != "0":
@@ -93,7 +158,9 @@ class _Call:
             return  # not JSON (a file upload): the call is still timed
         if not isinstance(body, dict):
             return
-        _providers.read_request(gen, api, body)
+        # The SDKs mark requests their helpers make (`messages.stream`, `chat.completions.parse`).
+        helper = "x-stainless-helper-method" in request.headers
+        _providers.read_request(gen, api, body, helper)
         options = body.get("stream_options") or {}
         if api == "chat" and body.get("stream") and not options.get("include_usage"):
             body["stream_options"] = {**options, "include_usage": True}
@@ -116,6 +183,7 @@ class _Call:
         self.gen.http_status = response.status_code
         streaming = response.headers.get("content-type", "").startswith("text/event-stream")
         if streaming and response.status_code < 400:
+            self.streaming = True
             if "content-encoding" in response.headers:  # compressed SSE: time it, don't parse it
                 self.strip_usage = False
                 return False
@@ -126,11 +194,14 @@ class _Call:
         """A complete (non-stream) body: read it and queue the generation."""
         gen = self.gen
         try:
-            data = json.loads(_decoded(self.hx, response, raw)) if raw else None
             if response.status_code >= 400:
-                gen.error_text = _error_text(response.status_code, data)
-            elif isinstance(data, dict):
-                _providers.read_response(gen, data, self.api)
+                gen.error = self.spec.status_error(
+                    self.hx, self.request, response.status_code, response.headers, raw
+                )
+            elif raw:
+                data = json.loads(_decoded(self.hx, response, raw))
+                if isinstance(data, dict):
+                    _providers.read_response(gen, data, self.api)
         except Exception as e:
             warn_every("llm-response", 60, "obs: could not read an LLM response: %r", e)
         gen.finish()
@@ -173,8 +244,13 @@ class _Call:
         gen = self.gen
         if error is not None and not isinstance(error, Exception):
             gen.finish(None, completed=False)
-        else:
-            gen.finish(error, completed=gen.stream_done)
+            return
+        if error is not None:
+            try:
+                error = self.spec.transport_error(self.hx, self.request, error, self.streaming)
+            except Exception as e:
+                warn_every("llm-error", 60, "obs: could not describe an LLM call's failure: %r", e)
+        gen.finish(error, completed=gen.stream_done)
 
 
 def _with_body(hx: ModuleType, request: Any, body: dict[str, Any]) -> Any:
@@ -190,14 +266,6 @@ def _decoded(hx: ModuleType, response: Any, raw: bytes) -> bytes:
     if "content-encoding" not in response.headers:
         return raw
     return hx.Response(response.status_code, headers=response.headers, content=raw).content  # type: ignore[no-any-return]
-
-
-def _error_text(status: int, data: Any) -> str:
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        kind, message = err.get("type") or err.get("code"), err.get("message")
-        return f"HTTP {status}: {kind}: {message}" if kind else f"HTTP {status}: {message}"
-    return f"HTTP {status}"
 
 
 @functools.cache

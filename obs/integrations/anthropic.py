@@ -20,5 +20,9 @@ def instrument_anthropic(client: C) -> C:
     import anthropic
 
     kinds = (anthropic.Anthropic, anthropic.AsyncAnthropic)
-    spec = Spec("anthropic", _ENDPOINTS, str(getattr(client, "base_url", "")))
+    usage_types = {
+        "message": getattr(anthropic.types, "Usage", None),
+        "message_delta": getattr(anthropic.types, "MessageDeltaUsage", None),
+    }
+    spec = Spec("anthropic", _ENDPOINTS, client, anthropic, usage_types, status_error_context=False)
     return instrument(client, spec, kinds, "obs.instrument_anthropic")  # type: ignore[no-any-return]

@@ -20,5 +20,9 @@ def instrument_openai(client: C) -> C:
     import openai
 
     kinds = (openai.OpenAI, openai.AsyncOpenAI)
-    spec = Spec("openai", _ENDPOINTS, str(getattr(client, "base_url", "")))
+    usage_types = {
+        "chat": getattr(openai.types, "CompletionUsage", None),
+        "responses": getattr(getattr(openai.types, "responses", None), "ResponseUsage", None),
+    }
+    spec = Spec("openai", _ENDPOINTS, client, openai, usage_types, status_error_context=True)
     return instrument(client, spec, kinds, "obs.instrument_openai")  # type: ignore[no-any-return]
