@@ -68,7 +68,8 @@ def test_an_llm_error_is_shown() -> None:
         except ConnectionError:
             pass
     (event,) = captured.of_kind("ai_generation")
-    assert describe(event).endswith("error: ConnectionError: upstream reset")
+    # LLM payloads are off by default, so the error is its type only (the message may quote the prompt).
+    assert describe(event).endswith("error: ConnectionError")
 
 
 def test_clean_escapes_control_characters_and_clips() -> None:
