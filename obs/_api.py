@@ -18,6 +18,7 @@ from ._log import enable_debug, log
 
 if TYPE_CHECKING:
     from ._client import Client, DisabledClient
+    from ._options import CaptureOptions
 
 _client: Client | DisabledClient | None = None
 _overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
@@ -119,8 +120,22 @@ def capture(
     timestamp: dt.datetime | None = None,
     uuid: str | _uuidlib.UUID | None = None,
     groups: Mapping[str, Any] | None = None,
+    options: CaptureOptions | None = None,
 ) -> str | None:
-    """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped."""
+    """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped.
+
+    ``options`` (:class:`obs.CaptureOptions`) are PostHog's per-event processing options.
+    """
+    if options is not None:
+        return (_client or _lazy()).capture(
+            event,
+            properties,
+            distinct_id=distinct_id,
+            timestamp=timestamp,
+            uuid=uuid,
+            groups=groups,
+            options=options,
+        )
     return (_client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None
     )
