@@ -28,6 +28,8 @@ import json
 import uuid as _uuid
 from typing import Any, NamedTuple
 
+from pydantic_core import to_json
+
 from .._options import PROPERTIES
 from .._version import __version__
 from ..events import LIB
@@ -127,6 +129,10 @@ class Request:
             "PostHog-Request-Id": self.id,
             "PostHog-Request-Timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
+
+    def spool_parts(self) -> list[bytes]:
+        """The pending events in the legacy wire form, for the spool."""
+        return [s if isinstance(s, bytes) else to_json(s, inf_nan_mode="null") for _, _, s in self.items]
 
     def narrow(self, results: dict[str, Result]) -> list[tuple[str, str | None]]:
         """Apply a 2xx's verdicts: keep the events to retry; return the dropped ones (uuid, details)."""

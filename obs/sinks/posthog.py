@@ -99,10 +99,6 @@ def _parts(batch: Batch) -> list[bytes]:
     return [to_json(e, inf_nan_mode="null") for e in batch]
 
 
-def _source_json(source: Any) -> bytes:
-    return source if isinstance(source, bytes) else to_json(source, inf_nan_mode="null")
-
-
 class _Answer(NamedTuple):
     """One attempt's answer: status (None: nothing answered), why it failed, Retry-After, and for a v1
     2xx the per-event verdicts (None: none given, all taken as accepted)."""
@@ -124,12 +120,7 @@ class _V0Request:
         self.spool_parts = parts
 
 
-class _V1Request(v1.Request):
-    def spool_parts(self) -> list[bytes]:
-        return [_source_json(source) for _, _, source in self.items]
-
-
-_Request = _V0Request | _V1Request
+_Request = _V0Request | v1.Request
 
 
 class PostHogSink:
@@ -178,7 +169,7 @@ class PostHogSink:
         self._envelope = len(
             b'{"api_key":%s,"sent_at":"%s"%s,"batch":[]}' % (self._key_json, b"0" * 32, self._v0_extra)
         )
-        self._v1_envelope = len(_V1Request([]).body(historical_migration))
+        self._v1_envelope = len(v1.Request([]).body(historical_migration))
         self.stats = stats or Stats()
         self.last_error: str | None = None  # the latest failure, for the line logged when events are lost
         self._spool: Spool | None = None
@@ -272,7 +263,7 @@ class PostHogSink:
 
     async def _post_v1(self, items: list[tuple[str, bytes, Any]], out: Outcome) -> None:
         """One v1 request with retries; on 413 the events still pending are split in two new requests."""
-        req = _V1Request(items)
+        req = v1.Request(items)
         if await self._post(req, "batch", out) != 413:
             return
         if len(req.items) == 1:
@@ -296,7 +287,7 @@ class PostHogSink:
     async def _attempt(self, req: _Request, route: Route) -> _Answer:
         """One POST of what ``req`` still has to deliver."""
         headers: dict[str, str] = {"Content-Encoding": "gzip"} if self.gzip else {}
-        if isinstance(req, _V1Request):
+        if isinstance(req, v1.Request):
             url = self.host + V1_PATH
             headers.update(req.next_headers(self._api_key))
             body = req.body(self.historical_migration)
@@ -311,7 +302,7 @@ class PostHogSink:
             return _Answer(None, f"{type(e).__name__}: {e}")
         status = resp.status_code
         if 200 <= status < 300:
-            if not isinstance(req, _V1Request):
+            if not isinstance(req, v1.Request):
                 return _Answer(status)
             results = v1.results(resp.content)
             if results is None:
@@ -327,7 +318,7 @@ class PostHogSink:
             return _Answer(status, retry_after=_retry_after(resp), results=results)
         return _Answer(status, f"HTTP {status} {resp.text[:200]!r}", _retry_after(resp))
 
-    def _apply_results(self, req: _V1Request, results: dict[str, v1.Result], out: Outcome) -> None:
+    def _apply_results(self, req: v1.Request, results: dict[str, v1.Result], out: Outcome) -> None:
         """Count the events a 2xx dropped (by reason) and keep only those it asks to retry in ``req``."""
         dropped = req.narrow(results)
         if dropped:
@@ -361,7 +352,7 @@ class PostHogSink:
             while True:
                 status, reason, retry_after, results = await self._attempt(req, route)
                 if status is not None and 200 <= status < 300:
-                    if results is None or not isinstance(req, _V1Request):
+                    if results is None or not isinstance(req, v1.Request):
                         return status
                     self._apply_results(req, results, out)
                     if not req.count:
@@ -533,7 +524,7 @@ class PostHogSink:
         if unreadable:
             self.stats.incr("spool_rejected", unreadable)
             log.error("obs: %d spooled event(s) could not be read back; removed", unreadable)
-        req = _V1Request(items)
+        req = v1.Request(items)
         status, reason, retry_after, results = await self._attempt(req, "batch") if items else _Answer(200)
         if status is None or status in req.retry_status:
             self.last_error = reason
