@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions, _flags, _llm
+from . import _context, _exceptions, _flags, _llm, _options
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
@@ -303,10 +303,8 @@ class Client:
 
     def _with_options(self, properties: Mapping[str, Any] | None, options: Any) -> dict[str, Any] | None:
         """``properties`` plus the properties ``options`` stand for; None (refused, counted) if invalid."""
-        from ._options import to_properties
-
         try:
-            extra = to_properties(options)
+            extra = _options.to_properties(options)
         except Exception as e:
             self._refuse("dropped_invalid", f"options: {e}")
             return None

@@ -50,7 +50,7 @@ _CLIENT_SETTINGS = {"historical_migration": "OBS_HISTORICAL_MIGRATION / obs.init
 
 def to_properties(options: Any) -> dict[str, Any]:
     """The properties ``options`` stand for; ValueError naming what is wrong."""
-    if not isinstance(options, Mapping):
+    if type(options) is not dict and not isinstance(options, Mapping):
         raise ValueError(f"options must be a dict (obs.CaptureOptions), not {type(options).__name__}")
     props: dict[str, Any] = {}
     for key, value in options.items():
@@ -64,7 +64,7 @@ def to_properties(options: Any) -> dict[str, Any]:
         if value is None:
             continue  # not set: PostHog's default
         want = _TYPES[key]
-        if type(value) is not want or (isinstance(value, str) and not value.strip()):
+        if type(value) is not want or (type(value) is str and not value.strip()):
             raise ValueError(
                 f"option {key} must be a {'non-empty str' if want is str else 'bool'}, not {value!r}"
             )
