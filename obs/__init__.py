@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from . import display, events, integrations, sinks, testing
     from ._client import Client, DisabledClient
     from ._config import ConfigError, Settings
+    from ._options import CaptureOptions
     from ._snippet import browser_snippet
     from .integrations.anthropic import instrument_anthropic
     from .integrations.openai import instrument_openai
@@ -52,6 +53,8 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
 
     if name in ("ConfigError", "Settings"):
         return getattr(importlib.import_module("obs._config"), name)
+    if name == "CaptureOptions":
+        return importlib.import_module("obs._options").CaptureOptions
     if name in ("Client", "DisabledClient"):
         return getattr(importlib.import_module("obs._client"), name)
     if name in ("display", "events", "sinks", "testing", "integrations"):
@@ -64,6 +67,7 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
 
 
 __all__ = [
+    "CaptureOptions",
     "Client",
     "ConfigError",
     "DisabledClient",

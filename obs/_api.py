@@ -19,6 +19,7 @@ from ._log import enable_debug, log, warn_every
 if TYPE_CHECKING:
     from ._client import Client, DisabledClient
     from ._flags import FeatureFlagEvaluations
+    from ._options import CaptureOptions
 
 _client: Client | DisabledClient | None = None
 _overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
@@ -121,12 +122,26 @@ def capture(
     uuid: str | _uuidlib.UUID | None = None,
     groups: Mapping[str, Any] | None = None,
     flags: FeatureFlagEvaluations | None = None,
+    options: CaptureOptions | None = None,
 ) -> str | None:
     """Queue a product event; returns its uuid (the caller's, if given), or None when disabled or dropped.
+
     ``flags``: a snapshot from :func:`obs.evaluate_flags`, attached as `$feature/<key>` and
-    `$active_feature_flags` under the event's own properties (no request)."""
+    `$active_feature_flags` under the event's own properties (no request). ``options``
+    (:class:`obs.CaptureOptions`) are PostHog's per-event processing options.
+    """
     if flags is not None:
         properties = _with_flags(properties, flags)
+    if options is not None:
+        return (_client or _lazy()).capture(
+            event,
+            properties,
+            distinct_id=distinct_id,
+            timestamp=timestamp,
+            uuid=uuid,
+            groups=groups,
+            options=options,
+        )
     return (_client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None
     )

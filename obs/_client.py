@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions, _flags, _llm
+from . import _context, _exceptions, _flags, _llm, _options
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_properties
@@ -29,6 +29,7 @@ from ._uuid import uuid7
 
 if TYPE_CHECKING:
     from ._config import Settings
+    from ._options import CaptureOptions
     from ._worker import Marker, Worker
     from .sinks import Sink
 
@@ -278,6 +279,7 @@ class Client:
         snap["in_flight"] = in_queue + (worker.in_flight() if worker is not None else 0)
         snap["captured"] = snap.pop("refused") + snap.pop("drained") + in_queue
         snap["spool_pending"] = sum(s.spool_pending() for s in self._sinks if hasattr(s, "spool_pending"))
+        snap["rejected_reasons"] = self._stats.rejected_reasons()
         return snap
 
     # ---------------------------------------------------------------- hot path
@@ -291,8 +293,28 @@ class Client:
         timestamp: dt.datetime | None = None,
         uuid: str | _uuidlib.UUID | None = None,
         groups: Mapping[str, Any] | None = None,
+        options: CaptureOptions | None = None,
     ) -> str | None:
+        if options is not None:
+            properties = self._with_options(properties, options)
+            if properties is None:
+                return None
         return self._put("custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None)
+
+    def _with_options(self, properties: Mapping[str, Any] | None, options: Any) -> dict[str, Any] | None:
+        """``properties`` plus the properties ``options`` stand for; None (refused, counted) if invalid."""
+        try:
+            extra = _options.to_properties(options)
+        except Exception as e:
+            self._refuse("dropped_invalid", f"options: {e}")
+            return None
+        if not properties:
+            return extra
+        try:
+            return {**properties, **extra}
+        except Exception as e:  # a Mapping whose iteration fails: sent without its properties, as in _put
+            self._unreadable(e)
+            return extra
 
     def capture_ai(
         self,

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     spool_dir: str | None = Field(None, validation_alias="OBS_SPOOL_DIR")
     spool_max_bytes: int = Field(100 * 1024 * 1024, ge=64 * 1024, validation_alias="OBS_SPOOL_MAX_BYTES")
     gzip: bool = Field(False, validation_alias="OBS_GZIP")
+    # PostHog's capture protocol (docs/configuration.md#capture-protocol): v0 is /batch/, v1 the newer one.
+    capture_mode: Literal["v0", "v1"] = Field("v0", validation_alias="OBS_CAPTURE_MODE")
+    historical_migration: bool = Field(False, validation_alias="OBS_HISTORICAL_MIGRATION")
     timeout: float = Field(10.0, gt=0, validation_alias="OBS_TIMEOUT")
     shutdown_timeout: float = Field(10.0, ge=0, validation_alias="OBS_SHUTDOWN_TIMEOUT")
     max_batch_bytes: int = Field(5 * 1024 * 1024, ge=1024, validation_alias="OBS_MAX_BATCH_BYTES")
@@ -172,6 +175,18 @@ class Settings(BaseSettings):
         if v is None or not str(v).strip():
             return None
         return str(v).strip()
+
+    @field_validator("capture_mode", mode="before")
+    @classmethod
+    def _check_capture_mode(cls, v: Any) -> Any:
+        if v is None or not str(v).strip():
+            return "v0"
+        mode = str(v).strip().lower()
+        # posthog-python's (and posthog-go's) other names for the two protocols.
+        mode = {"legacy": "v0", "analytics_v1": "v1"}.get(mode, mode)
+        if mode not in ("v0", "v1"):
+            raise ValueError(f"{v!r} is not a capture mode: use v0 (/batch/) or v1 (/i/v1/analytics/events)")
+        return mode
 
     @field_validator("sinks", mode="before")
     @classmethod

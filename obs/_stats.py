@@ -22,7 +22,7 @@ OUTCOMES = (
     "dropped_closed",  # captured after shutdown()
     "dropped_invalid",  # could never become an event (no name, unusable distinct_id, unencodable)
     "dropped_too_large",  # over the per-event size cap, or refused by PostHog with 413 on its own
-    "dropped_rejected",  # refused by PostHog with a non-retryable 4xx
+    "dropped_rejected",  # refused by PostHog: a non-retryable 4xx, or (capture v1) a per-event `drop`
     "dropped_failed",  # given up on after the retry budget (count and time) ran out
     "dropped_sink_error",  # a sink's send() raised
     "dropped_sink_overflow",  # a slow sink's backlog was full
@@ -60,6 +60,7 @@ class Stats:
         for f in FIELDS:
             setattr(self, f, 0)
         self._lost: dict[int, int] = {}  # flush epoch → events of that epoch not delivered
+        self._rejected: dict[str, int] = {}  # why PostHog refused events (`drop` details, `http_400`) → n
 
     def incr(self, field: str, n: int = 1) -> None:
         with self._lock:
@@ -80,6 +81,15 @@ class Stats:
         with self._lock:
             for e in [e for e in self._lost if e <= upto]:
                 del self._lost[e]
+
+    def note_rejected(self, reason: str, n: int) -> None:
+        """``n`` events PostHog refused (``dropped_rejected`` or ``spool_rejected``) for ``reason``."""
+        with self._lock:
+            self._rejected[reason] = self._rejected.get(reason, 0) + n
+
+    def rejected_reasons(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._rejected)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

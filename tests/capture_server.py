@@ -2,9 +2,16 @@
 
 It accepts `POST /batch/` and `POST /i/v0/ai/batch/` (gzip or plain JSON bodies, as PostHog does) and can be
 scripted to answer each request with a status (200/400/401/413/429/5xx), extra headers (Retry-After), a
-delay, a hang, a dropped connection or a reset in the middle of the response. Faults by time and size:
-`fail_for(seconds, reply)` answers every request with `reply` for a while, `max_body` answers 413 above a
-size, `pause_accept(seconds)` leaves new connections waiting in the listen backlog (a slow accept).
+delay, a hang, a dropped connection or a reset in the middle of the response.
+
+Capture v1 (`POST /i/v1/analytics/events`) is checked as PostHog's capture checks it (Bearer key, the
+`PostHog-*` headers, the body's shape; 401/400 otherwise), and a 2xx answers per event,
+`{"results": {uuid: {"result": "ok"}}}`; `Reply(results=...)` scripts other verdicts (`retry`, `drop`
+with details, `warning`) for some events. Only accepted events (ok, warning, absent) count as delivered.
+
+Faults by time and size: `fail_for(seconds, reply)` answers every request with `reply` for a while,
+`max_body` answers 413 above a size, `pause_accept(seconds)` leaves new connections waiting in the listen
+backlog (a slow accept).
 "Refused" is a port nobody listens on: `refused_url()`.
 
 `OPTIONS` on any path (a CORS preflight, which is how `obs status` checks the host without sending an
@@ -20,6 +27,8 @@ Run it as a separate process for benchmarks: `python tests/capture_server.py` pr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import gzip
 import json
 import socket
@@ -27,25 +36,38 @@ import struct
 import sys
 import threading
 import time
+import uuid as _uuid
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from typing_extensions import Self
 
+V1_PATH = "/i/v1/analytics/events"
+DEFAULT_BODY = b'{"status":1}'
+# A v1 verdict: "ok", "warning", "drop" or "retry", or with details: ("drop", "billing_limit_exceeded").
+Verdict = str | tuple[str, str]
+_ACCEPTED = ("ok", "warning")
+
 
 @dataclass
 class Reply:
-    """How to answer one request. `hang` sleeps `delay` seconds then closes without answering."""
+    """How to answer one request. `hang` sleeps `delay` seconds then closes without answering.
+
+    ``results`` (v1 only): per-event verdicts for a 2xx, by uuid, or a function of the event returning a
+    verdict or None (ok). Events it does not name are answered ok.
+    """
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b'{"status":1}'
+    body: bytes = DEFAULT_BODY
     delay: float = 0.0
     hang: bool = False
     close: bool = False  # drop the connection without any response
     reset: bool = False  # start the response, then reset the connection (RST) halfway through
+    results: Mapping[str, Verdict] | Callable[[dict[str, Any]], Verdict | None] | None = None
 
 
 @dataclass
@@ -55,6 +77,7 @@ class Received:
     raw: bytes
     status: int
     at: float
+    results: dict[str, dict[str, str]] | None = None  # v1: the per-event verdicts answered
 
     @property
     def body(self) -> dict[str, Any]:
@@ -64,6 +87,15 @@ class Received:
     @property
     def events(self) -> list[dict[str, Any]]:
         return list(self.body["batch"])
+
+    @property
+    def delivered(self) -> list[dict[str, Any]]:
+        """The events this request delivered: all of a 2xx's, except those a v1 answer marked retry/drop."""
+        if not 200 <= self.status < 300:
+            return []
+        if self.results is None:
+            return self.events
+        return [e for e in self.events if self.results.get(e["uuid"], {}).get("result", "ok") in _ACCEPTED]
 
 
 class LocalServer:
@@ -169,12 +201,20 @@ class CaptureServer(LocalServer):
                 reply = server._next_reply()
                 if server.max_body is not None and len(raw) > server.max_body:
                     reply = Reply(413)
+                results = None
+                answers = not (reply.hang or reply.close or reply.reset)
+                if self.path.rstrip("/") == V1_PATH and answers and 200 <= reply.status < 300:
+                    reply, results = _answer_v1(self.headers, raw, reply)
                 if reply.delay:
                     time.sleep(reply.delay)
                 # Recorded before answering, so a client that saw the answer always finds the request here.
                 if not reply.reset:
                     server._note(
-                        self.path, self.headers, raw, 0 if reply.hang or reply.close else reply.status
+                        self.path,
+                        self.headers,
+                        raw,
+                        0 if reply.hang or reply.close else reply.status,
+                        results,
                     )
                 if reply.hang or reply.close:
                     self.close_connection = True
@@ -223,12 +263,16 @@ class CaptureServer(LocalServer):
                 self._failing = None
             return self._script.popleft() if self._script else self.default
 
-    def _note(self, path: str, headers: Any, raw: bytes, status: int) -> None:
-        rec = Received(path, {k.lower(): v for k, v in headers.items()}, raw, status, time.monotonic())
+    def _note(
+        self, path: str, headers: Any, raw: bytes, status: int, results: dict[str, Any] | None = None
+    ) -> None:
+        rec = Received(
+            path, {k.lower(): v for k, v in headers.items()}, raw, status, time.monotonic(), results
+        )
         n = 0
         if 200 <= status < 300:
             try:
-                n = len(rec.body["batch"])
+                n = len(rec.delivered)
             except Exception:
                 n = 0
         with self._cond:
@@ -243,8 +287,9 @@ class CaptureServer(LocalServer):
         return [r for r in self.received if 200 <= r.status < 300]
 
     def events(self, path: str | None = None) -> list[dict[str, Any]]:
-        """Events from requests that were answered 2xx (what PostHog would have ingested)."""
-        return [e for r in self.accepted if path is None or r.path == path for e in r.events]
+        """Events from requests that were answered 2xx (what PostHog would have ingested), without
+        those a v1 answer marked retry or drop."""
+        return [e for r in self.accepted if path is None or r.path == path for e in r.delivered]
 
     def wait_for_events(self, n: int, timeout: float = 10.0) -> bool:
         with self._cond:
@@ -253,6 +298,99 @@ class CaptureServer(LocalServer):
     def wait_for_requests(self, n: int, timeout: float = 10.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: len(self.received) >= n, timeout)
+
+
+# ------------------------------------------------------------------------------------------- capture v1
+
+_V1_HEADERS = (
+    "content-type",
+    "user-agent",
+    "posthog-sdk-info",
+    "posthog-attempt",
+    "posthog-request-id",
+    "posthog-request-timestamp",
+)
+_V1_BOOL_OPTIONS = ("cookieless_mode", "disable_skew_correction", "process_person_profile")
+
+
+def _answer_v1(headers: Any, raw: bytes, reply: Reply) -> tuple[Reply, dict[str, Any] | None]:
+    """A 2xx ``reply`` to a v1 request as PostHog's capture gives it: 401/400 for a request it refuses,
+    else per-event results (from ``reply.results``) unless the reply has a body of its own."""
+    problem = _v1_request_problem({k.lower(): v for k, v in headers.items()}, raw)
+    if problem is not None:
+        status, message = problem
+        return Reply(status, body=json.dumps({"error": message}).encode()), None
+    if reply.body != DEFAULT_BODY:
+        return reply, None  # scripted as is: a malformed or empty success, say
+    batch = json.loads(_decoded(headers.get("content-encoding"), raw))["batch"]
+    results: dict[str, Any] = {}
+    for e in batch:
+        verdict = _verdict(reply.results, e)
+        if verdict is None and not _options_ok(e.get("options")):
+            verdict = ("drop", "invalid_options")
+        if isinstance(verdict, tuple):
+            results[e["uuid"]] = {"result": verdict[0], "details": verdict[1]}
+        else:
+            results[e["uuid"]] = {"result": verdict or "ok"}
+    return dataclasses.replace(reply, body=json.dumps({"results": results}).encode()), results
+
+
+def _verdict(script: Any, event: dict[str, Any]) -> Verdict | None:
+    if script is None:
+        return None
+    if callable(script):
+        return script(event)  # type: ignore[no-any-return]
+    return script.get(event["uuid"])  # type: ignore[no-any-return]
+
+
+def _decoded(encoding: str | None, raw: bytes) -> bytes:
+    return gzip.decompress(raw) if encoding == "gzip" else raw
+
+
+def _v1_request_problem(h: dict[str, str], raw: bytes) -> tuple[int, str] | None:
+    auth = h.get("authorization")
+    if auth is None:
+        return 401, "missing Authorization"
+    missing = [name for name in _V1_HEADERS if name not in h]
+    if missing:
+        return 400, f"missing required headers: {missing}"
+    if auth[:7].lower() != "bearer " or not auth[7:].strip().startswith("phc_"):
+        return 400, "Authorization must be 'Bearer <project key>'"
+    if h["content-type"].split(";")[0].strip().lower() != "application/json":
+        return 400, "Content-Type must be application/json"
+    if h.get("content-encoding", "gzip") not in ("gzip", "deflate", "br", "zstd"):
+        return 400, "unsupported Content-Encoding"
+    try:
+        _uuid.UUID(h["posthog-request-id"])
+        assert int(h["posthog-attempt"]) >= 1
+        stamp = dt.datetime.fromisoformat(h["posthog-request-timestamp"].replace("Z", "+00:00"))
+        assert stamp.tzinfo is not None
+        body = json.loads(_decoded(h.get("content-encoding"), raw))
+        assert isinstance(body["created_at"], str) and isinstance(body["batch"], list) and body["batch"]
+        for e in body["batch"]:
+            for key in ("event", "uuid", "distinct_id", "timestamp"):
+                assert isinstance(e[key], str), key
+            _uuid.UUID(e["uuid"])
+    except (AssertionError, ValueError, KeyError, TypeError) as exc:
+        return 400, f"invalid request: {type(exc).__name__} {exc}"
+    return None
+
+
+def _options_ok(options: Any) -> bool:
+    """PostHog drops an event whose options it cannot read (details `invalid_options`)."""
+    if options is None:
+        return True
+    if not isinstance(options, dict):
+        return False
+    for key in _V1_BOOL_OPTIONS:
+        value = options.get(key)
+        readable = isinstance(value, (bool, int, float)) or (
+            isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0")
+        )
+        if value is not None and not readable:
+            return False
+    tour = options.get("product_tour_id")
+    return tour is None or isinstance(tour, (str, int))
 
 
 def free_port() -> int:
