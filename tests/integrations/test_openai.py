@@ -356,6 +356,7 @@ async def test_async_stream_cancelled_midway_reports_what_was_consumed(
         await task
     p = _one(sink)
     assert p["$ai_stream_completed"] is False and "$ai_is_error" not in p
+    assert p["cancelled"] is True
     assert 3 <= p["$ai_output_tokens"] < 10 and p["$ai_tokens_source"] == "estimated"
 
 
