@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 log = logging.getLogger("obs")
 
@@ -168,8 +167,9 @@ class Settings(BaseSettings):
         wrong, fixed = _host_problem(raw)
         if wrong is None:
             return raw.rstrip("/")
-        if fixed is not None and _host_problem(fixed)[0] is None:
-            raise Fix(wrong, fixed)
+        good = _corrected(fixed)
+        if good is not None:
+            raise Fix(wrong, good)
         raise ValueError(wrong)
 
     @field_validator("identify_pii", mode="before")
@@ -421,7 +421,7 @@ def _host_problem(raw: str) -> tuple[str | None, str | None]:
 
     if any(c.isspace() for c in raw):
         compact = "".join(raw.split())
-        if _host_problem(compact)[0] is None:
+        if _corrected(compact) is not None:
             return "a host has no spaces", compact
         return f"must be an http(s) URL such as {DEFAULT_HOST} or https://us.i.posthog.com", None
     if "://" not in raw and re.match(r"([\w-]+(\.[\w-]+)+|localhost)(:\d+)?(/|\Z)", raw):
@@ -445,3 +445,15 @@ def _host_problem(raw: str) -> tuple[str | None, str | None]:
         prefix = trimmed[: -len(suffix)] if trimmed.endswith(suffix) else None
         return f"ends in PostHog's route {suffix!r}: the host is the base URL, obs adds the routes", prefix
     return None, None
+
+
+def _corrected(host: str | None) -> str | None:
+    """``host`` with every fix `_host_problem` suggests applied in turn; None if one has no fix."""
+    for _ in range(4):  # each fix removes one kind of problem: spaces, scheme, query/fragment, route
+        if host is None:
+            return None
+        wrong, fixed = _host_problem(host)
+        if wrong is None:
+            return host.rstrip("/")
+        host = fixed
+    return None

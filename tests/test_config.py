@@ -189,6 +189,8 @@ def test_bad_host_is_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None
         ("https://us.i.posthog.com#eu", "a host has no fragment", "https://us.i.posthog.com"),
         ("us.i.posthog.com", "needs its scheme", "https://us.i.posthog.com"),
         ("localhost:8010", "needs its scheme", "http://localhost:8010"),
+        ("us.i.posthog.com/batch/", "needs its scheme", "https://us.i.posthog.com"),  # both fixes
+        ("https://us.i. posthog.com/batch/?x=1", "a host has no spaces", "https://us.i.posthog.com"),
     ],
 )
 def test_a_fixable_host_is_refused_with_the_fix(
@@ -462,7 +464,7 @@ def test_a_variable_pydantic_settings_would_decode_is_a_config_error_too(
 ) -> None:
     # A field of another type that pydantic-settings decodes as JSON (none today): its SettingsError is
     # translated like any other problem, naming the variable.
-    from pydantic_settings.exceptions import SettingsError
+    from pydantic_settings import SettingsError
 
     from obs import _config
 
