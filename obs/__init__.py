@@ -33,8 +33,8 @@ from ._flags import (
     get_feature_flag,
     get_feature_flag_payload,
 )
-from ._llm import trace_generation
-from ._trace import span, trace
+from ._llm import Generation, trace_generation
+from ._trace import Span, span, trace
 from ._version import __version__
 from .decorators import capture_errors, capture_exception, feature_gate, flush_after, trace_llm, track
 
@@ -44,13 +44,44 @@ if TYPE_CHECKING:
     from ._config import ConfigError, Settings
     from ._options import CaptureOptions
     from ._snippet import browser_snippet
+    from .events import (
+        AIEmbeddingEvent,
+        AIGenerationEvent,
+        AISpanEvent,
+        AITraceEvent,
+        CustomEvent,
+        Event,
+        ExceptionEvent,
+        FeatureFlagCalledEvent,
+        GroupIdentifyEvent,
+        IdentifyEvent,
+    )
     from .integrations.anthropic import instrument_anthropic
     from .integrations.openai import instrument_openai
+
+
+# The typed event models (obs.events), for type hints; they import pydantic, so they load on first use.
+_EVENT_MODELS = frozenset(
+    {
+        "AIEmbeddingEvent",
+        "AIGenerationEvent",
+        "AISpanEvent",
+        "AITraceEvent",
+        "CustomEvent",
+        "Event",
+        "ExceptionEvent",
+        "FeatureFlagCalledEvent",
+        "GroupIdentifyEvent",
+        "IdentifyEvent",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:  # heavy names load on first use
     import importlib
 
+    if name in _EVENT_MODELS:
+        return getattr(importlib.import_module("obs.events"), name)
     if name in ("ConfigError", "Settings"):
         return getattr(importlib.import_module("obs._config"), name)
     if name == "CaptureOptions":
@@ -67,13 +98,25 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
 
 
 __all__ = [
+    "AIEmbeddingEvent",
+    "AIGenerationEvent",
+    "AISpanEvent",
+    "AITraceEvent",
     "CaptureOptions",
     "Client",
     "ConfigError",
+    "CustomEvent",
     "DisabledClient",
+    "Event",
+    "ExceptionEvent",
     "FeatureDisabled",
+    "FeatureFlagCalledEvent",
     "FeatureFlagEvaluations",
+    "Generation",
+    "GroupIdentifyEvent",
+    "IdentifyEvent",
     "Settings",
+    "Span",
     "__version__",
     "aevaluate_flags",
     "afeature_enabled",

@@ -51,7 +51,7 @@ def init(**overrides: Any) -> Client | DisabledClient:
             new: Client | DisabledClient = DisabledClient()
         else:
             from ._client import Client
-            from ._config import ConfigError, load_settings
+            from ._config import ConfigError, load_settings, problem
 
             settings = load_settings(**overrides)
             if settings.debug:
@@ -59,7 +59,8 @@ def init(**overrides: Any) -> Client | DisabledClient:
             try:
                 new = Client(settings)
             except ValueError as e:  # an unknown sink spec
-                raise ConfigError(f"obs configuration is invalid:\n  sinks: {e}") from None
+                line = problem("sinks", overrides, str(e))
+                raise ConfigError(f"obs configuration is invalid:\n  {line}") from None
             log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
         _client, _overrides = new, config
         _set_uncaught_hooks(new)

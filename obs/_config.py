@@ -3,25 +3,53 @@
 ``POSTHOG_API_KEY`` is the only on/off switch. Misconfiguration that would silently lose data (a personal
 key, a host that is not an http(s) URL, a bad number) raises :class:`ConfigError` at init with one clear
 message; a merely unknown identify mode falls back to ``email`` with one warning.
+
+:func:`load_settings` turns every validation problem into a line naming what the user wrote — the
+keyword (``flush_interval=-1``) or the variable (``OBS_FLUSH_INTERVAL='-1'``), told apart by whether the
+keyword was given — driven by each field's alias, so a new field needs nothing here. No pydantic or
+pydantic-settings exception leaves it. A validator that knows the fix raises :class:`Fix` with the
+corrected value, which the message then suggests in the user's own form.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 log = logging.getLogger("obs")
 
 IdentifyPII = Literal["none", "id", "email", "full"]
 _PII_MODES = ("none", "id", "email", "full")
 DEFAULT_HOST = "https://eu.i.posthog.com"
+# PostHog routes a host must not end in: obs adds the route itself (a path prefix, as behind a reverse
+# proxy, is fine). Matched against the path without its trailing slashes.
+_ROUTE = re.compile(r"(/i/v\d+(/[^?#]*)?|/(batch|capture|e|track|engage|flags|decide|s))\Z", re.IGNORECASE)
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+# Set by obs on every event: a base property of that name could never be seen.
+_OBS_OWNED = {
+    "environment": "set it with POSTHOG_ENVIRONMENT / environment=",
+    "$lib": "obs sends its own",
+    "$lib_version": "obs sends its own",
+}
 
 
 class ConfigError(ValueError):
     """Raised by :func:`obs.init` for configuration that cannot work."""
+
+
+class Fix(ValueError):
+    """A validator's problem that has one obvious correction: the message suggests ``value`` instead."""
+
+    def __init__(self, problem: str, value: Any) -> None:
+        super().__init__(problem)
+        self.value = value
 
 
 class Settings(BaseSettings):
@@ -52,7 +80,10 @@ class Settings(BaseSettings):
     error_rate_limit: int = Field(10, ge=0, validation_alias="OBS_ERROR_RATE_LIMIT")
     error_rate_window: float = Field(60.0, gt=0, validation_alias="OBS_ERROR_RATE_WINDOW")
     scrub_secrets: bool = Field(True, validation_alias="OBS_SCRUB_SECRETS")
-    scrub_patterns: list[str] = Field(default_factory=list, validation_alias="OBS_SCRUB_PATTERNS")
+    # One plain regex or a JSON list of them: decoded by `_parse_patterns`, not by pydantic-settings.
+    scrub_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="OBS_SCRUB_PATTERNS"
+    )
     in_app_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="OBS_IN_APP_MODULES"
     )
@@ -63,7 +94,11 @@ class Settings(BaseSettings):
     flags_timeout: float = Field(3.0, gt=0, validation_alias="OBS_FLAGS_TIMEOUT")
     flags_poll_interval: float = Field(30.0, gt=0, validation_alias="OBS_FLAGS_POLL_INTERVAL")
 
-    # Super-properties on every event; see `_derive_environment` for the fallback chain.
+    # Super-properties on every event; see `_derive_environment` for the fallback chain. `properties`
+    # are the process's base properties (a JSON object in the variable), under all the others.
+    properties: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, validation_alias="OBS_PROPERTIES"
+    )
     environment: str | None = Field(None, validation_alias="POSTHOG_ENVIRONMENT")
     release: str | None = Field(None, validation_alias="OBS_RELEASE")
     local_dev_mode: bool = Field(False, validation_alias="LOCAL_DEV_MODE")
@@ -104,9 +139,9 @@ class Settings(BaseSettings):
             return None
         if v.startswith("phx_"):
             raise ValueError(
-                "POSTHOG_API_KEY holds a personal API key (phx_…). Events must be sent with the project "
-                "API key (phc_…, under Project settings → Project API key); a personal key would leak "
-                "account access and PostHog rejects it for capture."
+                "this is a personal API key (phx_…). Events must be sent with the project API key (phc_…, "
+                "under Project settings → Project API key); a personal key would leak account access and "
+                "PostHog rejects it for capture."
             )
         return v
 
@@ -120,9 +155,9 @@ class Settings(BaseSettings):
         v = str(v).strip()
         if v.startswith("phc_"):
             raise ValueError(
-                "POSTHOG_PERSONAL_API_KEY holds a project API key (phc_…). Local flag evaluation needs a "
-                "personal API key (phx_…) or a feature flags secure key (phs_…); the project key belongs "
-                "in POSTHOG_API_KEY."
+                "this is a project API key (phc_…). Local flag evaluation needs a personal API key (phx_…) "
+                "or a feature flags secure key (phs_…); the project key belongs in POSTHOG_API_KEY "
+                "(api_key=)."
             )
         return v
 
@@ -131,18 +166,14 @@ class Settings(BaseSettings):
     def _check_host(cls, v: Any) -> Any:
         if v is None or not str(v).strip():
             return DEFAULT_HOST
-        import httpx  # only reached while enabling the SDK
-
         raw = str(v).strip()
-        try:
-            url = httpx.URL(raw)
-        except Exception as e:  # httpx.InvalidURL and friends
-            raise ValueError(f"POSTHOG_HOST {raw!r} is not a URL: {e}") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(
-                f"POSTHOG_HOST {raw!r} must be an http(s) URL such as {DEFAULT_HOST} or https://us.i.posthog.com"
-            )
-        return raw.rstrip("/")
+        wrong, fixed = _host_problem(raw)
+        if wrong is None:
+            return raw.rstrip("/")
+        good = _corrected(fixed)
+        if good is not None:
+            raise Fix(wrong, good)
+        raise ValueError(wrong)
 
     @field_validator("identify_pii", mode="before")
     @classmethod
@@ -164,7 +195,7 @@ class Settings(BaseSettings):
             return None
         raw = str(v).strip()
         if not raw.startswith(("https://", "http://", "/")):
-            raise ValueError(f"POSTHOG_SCRIPT_URL {raw!r} must be an http(s) URL or a path starting with /")
+            raise ValueError("must be an http(s) URL or a path starting with /")
         return raw
 
     @field_validator(
@@ -196,7 +227,9 @@ class Settings(BaseSettings):
             return items or ["posthog"]
         if v is None:
             return ["posthog"]
-        return list(v) if not isinstance(v, list) else v
+        if isinstance(v, (list, tuple)):
+            return list(v)
+        raise ValueError("must be a comma-separated string or a list of sink names and Sink instances")
 
     @field_validator("in_app_modules", mode="before")
     @classmethod
@@ -205,16 +238,77 @@ class Settings(BaseSettings):
             return [m.strip() for m in v.split(",") if m.strip()]
         return [] if v is None else v
 
+    @field_validator("in_app_modules", mode="after")
+    @classmethod
+    def _check_modules(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if not _MODULE.match(m)]
+        if bad:  # a path or a typo would never match a frame's module: say so now
+            raise ValueError(f"{bad[0]!r} is not a module name (expected dotted names such as myapp,billing)")
+        return v
+
+    @field_validator("scrub_patterns", mode="before")
+    @classmethod
+    def _parse_patterns(cls, v: Any) -> Any:
+        """A JSON list of strings, or else one plain regex (``[0-9]{16}`` is a regex, not JSON)."""
+        if not isinstance(v, str):
+            return [] if v is None else v
+        text = v.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, list) and all(isinstance(p, str) for p in decoded):
+                return decoded
+        return [text]
+
     @field_validator("scrub_patterns", mode="after")
     @classmethod
     def _check_patterns(cls, v: list[str]) -> list[str]:
         from ._scrub import Scrubber
 
-        try:
-            Scrubber(False, v)  # compiles each pattern, naming the one that does not
-        except ValueError as e:
-            raise ValueError(f"OBS_SCRUB_PATTERNS: {e}") from None
+        Scrubber(False, v)  # compiles each pattern; the ValueError names the one that does not
         return v
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _parse_properties(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, str):
+            if not v.strip():
+                return {}
+            try:
+                v = json.loads(v)
+            except ValueError as e:
+                raise ValueError(f'must be a JSON object such as {{"source": "api"}} ({e})') from None
+            if not isinstance(v, dict):
+                raise ValueError(f"must be a JSON object, not {type(v).__name__} {v!r}")
+            return v
+        if not isinstance(v, Mapping):
+            raise ValueError("must be a dict of property name → value")
+        for key in v:
+            if not isinstance(key, str):
+                raise ValueError(f"property names must be strings, not {key!r}")
+        return dict(v)
+
+    @field_validator("properties", mode="after")
+    @classmethod
+    def _check_properties(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from ._serialize import Problems, sanitize_properties
+
+        for key in v:
+            if not key:
+                raise ValueError("a property name is empty")
+            if key in _OBS_OWNED:
+                raise ValueError(f"{key!r} is set by obs on every event: {_OBS_OWNED[key]}")
+        problems = Problems()
+        clean = sanitize_properties(v, problems)  # JSON-safe once, here, like every event's properties
+        if problems.dropped:
+            raise ValueError(f"cannot be sent: {'; '.join(problems.dropped)}")
+        return clean
 
     @model_validator(mode="after")
     def _derive_environment(self) -> Settings:
@@ -232,7 +326,9 @@ class Settings(BaseSettings):
         return self.api_key is not None
 
     def super_properties(self) -> dict[str, Any]:
-        props: dict[str, Any] = {"environment": self.environment}
+        """What every event carries under its own properties: the base properties, then obs's."""
+        props: dict[str, Any] = dict(self.properties)
+        props["environment"] = self.environment
         if self.release is not None:
             props["release"] = self.release
         if self.disable_geoip:
@@ -243,18 +339,136 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings or raise ConfigError with every problem in one message."""
+    """Build Settings or raise ConfigError with every problem in one message, each naming its source."""
     fields = Settings.model_fields
     unknown = sorted(k for k in overrides if k not in fields)
     if unknown:
         raise ConfigError(f"obs.init() got unknown setting(s): {', '.join(unknown)}")
+    by_alias: dict[str, Any] = {env_name(k): v for k, v in overrides.items()}
     try:
-        by_alias: dict[str, Any] = {str(fields[k].validation_alias or k): v for k, v in overrides.items()}
         return Settings(**by_alias)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}")
-        raise ConfigError("obs configuration is invalid:\n  " + "\n  ".join(problems)) from None
+        problems = [_problem(err, overrides) for err in e.errors()]
+    except SettingsError as e:  # a variable pydantic-settings decodes as JSON, and could not
+        problems = [_undecodable(e, overrides)]
+    raise ConfigError("obs configuration is invalid:\n  " + "\n  ".join(problems))
+
+
+def env_name(field: str) -> str:
+    """The environment variable of setting ``field``."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else field
+
+
+def problem(field: str, overrides: Mapping[str, Any], message: str, fix: Any = None) -> str:
+    """One line of a ConfigError: what the user wrote for ``field`` (keyword or variable), the message,
+    and, given a ``fix``, the corrected value in the same form."""
+    if field in overrides:
+        name, value = field, overrides[field]
+    else:
+        name, value = env_name(field), os.environ.get(env_name(field))
+    line = f"{name}={_shown(field, value)}: {message}" if value is not None else f"{name}: {message}"
+    if fix is not None:
+        line += f"; use {name}={_shown(field, fix)}"
+    return line
+
+
+def _problem(err: Any, overrides: Mapping[str, Any]) -> str:
+    loc = err.get("loc") or ()
+    if not loc:
+        return f"settings: {_message(err)}"
+    names = {env_name(f): f for f in Settings.model_fields}
+    field = names.get(str(loc[0]), str(loc[0]))
+    message = _message(err)
+    if len(loc) > 1:  # inside a list or dict: which item
+        message = f"{''.join(f'[{p!r}]' for p in loc[1:])}: {message}"
+    error = (err.get("ctx") or {}).get("error")
+    fix = error.value if isinstance(error, Fix) else None
+    if field not in Settings.model_fields:
+        return f"{field}: {message}"
+    return problem(field, overrides, message, fix)
+
+
+# pydantic's wording → ours, for the errors a setting most often has.
+_REWORDED = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false (1/0, yes/no, on/off)",
+    "bool_type": "must be true or false",
+}
+
+
+def _message(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind in _REWORDED:
+        return _REWORDED[kind]
+    msg = str(err.get("msg", "is invalid"))
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg.replace("Input should be", "must be", 1)
+
+
+def _undecodable(e: SettingsError, overrides: Mapping[str, Any]) -> str:
+    m = re.search(r'field "(\w+)"', str(e))
+    field = m.group(1) if m else ""
+    if field not in Settings.model_fields:
+        return f"settings: {e}"
+    cause = e.__cause__
+    return problem(field, overrides, f"must be JSON ({cause})" if cause else "must be JSON")
+
+
+def _shown(field: str, value: Any) -> str:
+    """``value`` as the user wrote it, short, and never a secret: a key shows only its prefix."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if field.endswith("api_key") and isinstance(value, str):
+        return repr(value[:4] + "…") if len(value) > 4 else repr(value)
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "…"
+
+
+def _host_problem(raw: str) -> tuple[str | None, str | None]:
+    """(what is wrong with host ``raw``, the corrected host or None); (None, None) when it is fine."""
+    import httpx  # only reached while enabling the SDK
+
+    if any(c.isspace() for c in raw):
+        compact = "".join(raw.split())
+        if _corrected(compact) is not None:
+            return "a host has no spaces", compact
+        return f"must be an http(s) URL such as {DEFAULT_HOST} or https://us.i.posthog.com", None
+    if "://" not in raw and re.match(r"([\w-]+(\.[\w-]+)+|localhost)(:\d+)?(/|\Z)", raw):
+        local = raw.startswith(("localhost", "127."))  # a local PostHog or proxy rarely has TLS
+        return "needs its scheme", f"{'http' if local else 'https'}://{raw}"
+    try:
+        url = httpx.URL(raw)
+    except Exception as e:  # httpx.InvalidURL and friends
+        return f"is not a URL: {e}", None
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"must be an http(s) URL such as {DEFAULT_HOST} or https://us.i.posthog.com", None
+    base = raw.split("#", 1)[0].split("?", 1)[0]
+    if url.fragment or "#" in raw:
+        return "a host has no fragment (#…)", base.rstrip("/")
+    if url.query or "?" in raw:
+        return "a host has no query (?…)", base.rstrip("/")
+    path = url.path.rstrip("/")
+    route = _ROUTE.search(path)
+    if route:
+        suffix, trimmed = route.group(0), base.rstrip("/")
+        prefix = trimmed[: -len(suffix)] if trimmed.endswith(suffix) else None
+        return f"ends in PostHog's route {suffix!r}: the host is the base URL, obs adds the routes", prefix
+    return None, None
+
+
+def _corrected(host: str | None) -> str | None:
+    """``host`` with every fix `_host_problem` suggests applied in turn; None if one has no fix."""
+    for _ in range(4):  # each fix removes one kind of problem: spaces, scheme, query/fragment, route
+        if host is None:
+            return None
+        wrong, fixed = _host_problem(host)
+        if wrong is None:
+            return host.rstrip("/")
+        host = fixed
+    return None

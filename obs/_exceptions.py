@@ -86,9 +86,14 @@ def capture(
     handled: bool = True,
     source: str | None = None,
     mechanism: str = "generic",
+    synthetic: bool | None = None,
 ) -> str | None:
     """Queue ``exc`` as an `$exception` with the current client; its uuid, or None if obs is off, or
-    ``exc`` was captured before or is rate-limited."""
+    ``exc`` was captured before or is rate-limited.
+
+    ``mechanism``, ``handled`` and ``synthetic`` become the root exception's ``mechanism`` (PostHog's
+    ``{type, handled, synthetic}``); ``synthetic`` defaults to whether the stack had to be made up here
+    (the exception was never raised)."""
     current = _api.get_client()
     if not current.enabled or getattr(exc, CAPTURED, None) is not None:
         return None
@@ -121,7 +126,9 @@ def capture(
         "stack": stack,
         "level": _LEVELS.get(str(level).lower()) or _unknown_level(level),
         "fingerprint": fingerprint,
-        "mechanism": {"type": mechanism, "handled": handled},
+        "mechanism": {"type": mechanism, "handled": handled}
+        if synthetic is None
+        else {"type": mechanism, "handled": handled, "synthetic": synthetic},
         "max_event_bytes": client.settings.max_event_bytes,
     }
     u = client._put("exception", "$exception", props, distinct_id, None, None, None, "batch", extra)
@@ -283,7 +290,8 @@ class Formatter:
         self._walk(extra["exc"], extra["tb"], extra["stack"], None, None, exceptions, stacks, set())
         root = exceptions[0]["mechanism"]
         root.update(extra["mechanism"])
-        root["synthetic"] = extra["stack"] is not None
+        if "synthetic" not in extra["mechanism"]:  # the caller's word wins over what obs can tell
+            root["synthetic"] = extra["stack"] is not None
         limit = extra.get("max_event_bytes") or _DEFAULT_MAX_EVENT_BYTES
         _fit(exceptions, stacks, limit - min(limit // 4, _RESERVE))
         return {"exception_list": exceptions, "level": extra["level"], "fingerprint": extra["fingerprint"]}

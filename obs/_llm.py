@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _ai_errors, _api, _context, _trace
+from ._cancel import is_cancellation
 from ._log import warn_every
 from ._providers import plain
 from ._uuid import uuid7
@@ -215,6 +216,12 @@ class Generation:
         if self.finished:
             return
         self.finished = True
+        if is_cancellation(error):
+            # The caller went away: no error, but a call that did not run to its end.
+            error = None
+            self.properties["cancelled"] = True
+            if self.stream:
+                completed = False
         if self._token is not None:
             with contextlib.suppress(ValueError):  # finished in another context (a stream closed elsewhere)
                 active.reset(self._token)
@@ -395,7 +402,8 @@ class trace_generation:
 
     Call ``gen.record(response)`` with the provider's response (OpenAI/Anthropic object or a dict with a
     ``usage`` block), or ``gen.set(...)`` with what you know. On exit it queues a `$ai_generation` with the
-    latency; an exception inside marks it as an error and propagates unchanged. Works as ``async with``.
+    latency; an exception inside marks it as an error and propagates unchanged (cancellation is no error:
+    the event has ``cancelled: true`` instead). Works as ``async with``.
     While the SDK is off it yields a generation that records nothing.
     """
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ai_errors, _api, _context
+from ._cancel import is_cancellation
 from ._uuid import uuid7
 from .decorators._wrap import RERAISE, Probe, wrap
 
@@ -166,7 +167,10 @@ class Span:
             "input_state": self.input,
             "output_state": self.output,
         }
-        if error is not None and not isinstance(error, GeneratorExit):
+        if is_cancellation(error):
+            # Not an error (the caller went away), but said: the span ended before its work did.
+            self.properties["cancelled"] = True
+        elif error is not None and not isinstance(error, GeneratorExit):
             extra["is_error"] = True
             extra["error"] = _ai_errors.describe(error, payloads=client.settings.llm_payloads)  # type: ignore[union-attr]
             if ids.summary is not None:
@@ -215,7 +219,8 @@ def open_span(
 class span:
     """A step inside a trace: ``with obs.span("retrieve") as s:`` or ``@obs.span("retrieve")``.
 
-    Queues `$ai_span` (name, ids, latency, error) when it ends. Opened outside any trace it starts a new
+    Queues `$ai_span` (name, ids, latency, error) when it ends; one ended by cancellation is no error
+    and has ``cancelled: true``. Opened outside any trace it starts a new
     trace id of its own but no `$ai_trace`. ``input`` and ``s.set(output=...)`` are sent as
     `$ai_input_state` / `$ai_output_state` only with ``POSTHOG_LLM_PAYLOADS=1``.
     """

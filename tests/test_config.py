@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -158,18 +160,74 @@ def test_lazy_init_with_bad_config_logs_once_and_stays_off(
     assert isinstance(obs.get_client(), DisabledClient)
 
 
-@pytest.mark.parametrize("host", ["ftp://example.com", "not a url", "http://", "example.com"])
-def test_bad_host_is_refused(host: str) -> None:
-    with pytest.raises(obs.ConfigError, match="POSTHOG_HOST"):
+@pytest.mark.parametrize("host", ["ftp://example.com", "not a url", "http://", "https://"])
+def test_bad_host_is_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    with pytest.raises(obs.ConfigError, match=re.escape(f"host={host!r}: must be an http(s) URL")):
         obs.init(api_key="phc_x", host=host)
+    monkeypatch.setenv("POSTHOG_HOST", host)
+    with pytest.raises(obs.ConfigError, match=re.escape(f"POSTHOG_HOST={host!r}: must be an http(s) URL")):
+        obs.init(api_key="phc_x")
 
 
-def test_several_problems_reported_together() -> None:
+@pytest.mark.parametrize(
+    ("host", "why", "fixed"),
+    [
+        ("https://us.i.posthog.com/batch/", "ends in PostHog's route '/batch'", "https://us.i.posthog.com"),
+        ("https://us.i.posthog.com/i/v0/e/", "ends in PostHog's route '/i/v0/e'", "https://us.i.posthog.com"),
+        (
+            "https://eu.i.posthog.com/capture",
+            "ends in PostHog's route '/capture'",
+            "https://eu.i.posthog.com",
+        ),
+        (
+            "https://example.com/ingest/flags/",
+            "ends in PostHog's route '/flags'",
+            "https://example.com/ingest",
+        ),
+        ("https://us.i.posthog .com", "a host has no spaces", "https://us.i.posthog.com"),
+        ("https://us.i.posthog.com/?token=1", "a host has no query", "https://us.i.posthog.com"),
+        ("https://us.i.posthog.com#eu", "a host has no fragment", "https://us.i.posthog.com"),
+        ("us.i.posthog.com", "needs its scheme", "https://us.i.posthog.com"),
+        ("localhost:8010", "needs its scheme", "http://localhost:8010"),
+        ("us.i.posthog.com/batch/", "needs its scheme", "https://us.i.posthog.com"),  # both fixes
+        ("https://us.i. posthog.com/batch/?x=1", "a host has no spaces", "https://us.i.posthog.com"),
+    ],
+)
+def test_a_fixable_host_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, host: str, why: str, fixed: str
+) -> None:
+    with pytest.raises(obs.ConfigError) as e:
+        obs.init(api_key="phc_x", host=host)
+    line = str(e.value).splitlines()[1].strip()
+    assert line.startswith(f"host={host!r}: {why}") and line.endswith(f"; use host={fixed!r}")
+    monkeypatch.setenv("POSTHOG_HOST", host)
+    with pytest.raises(obs.ConfigError) as e:
+        obs.init(api_key="phc_x")
+    line = str(e.value).splitlines()[1].strip()
+    assert line.startswith(f"POSTHOG_HOST={host!r}: {why}") and line.endswith(f"; use POSTHOG_HOST={fixed!r}")
+    # The suggested value is accepted as it is.
+    assert load_settings(api_key="phc_x", host=fixed).host == fixed
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["https://posthog.example.com/ingest", "http://127.0.0.1:8010/", "https://e", "https://x.com/events"],
+)
+def test_a_path_prefix_is_a_host(host: str) -> None:
+    # Behind a reverse proxy PostHog can live under a path; only PostHog's own routes are refused.
+    assert load_settings(api_key="phc_x", host=host).host == host.rstrip("/")
+
+
+def test_several_problems_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OBS_FLUSH_INTERVAL", "-1")
     with pytest.raises(obs.ConfigError) as e:
         load_settings(api_key="phx_1", host="ftp://x", flush_at=0)
-    text = str(e.value)
-    assert "api_key" in text.lower() or "POSTHOG_API_KEY" in text
-    assert "POSTHOG_HOST" in text and "OBS_FLUSH_AT" in text
+    lines = [line.strip() for line in str(e.value).splitlines()[1:]]
+    assert len(lines) == 4
+    assert lines[0].startswith("api_key='phx_…': this is a personal API key")  # a key is never echoed
+    assert lines[1].startswith("host='ftp://x': must be an http(s) URL")
+    assert "OBS_FLUSH_INTERVAL='-1': must be greater than 0" in lines
+    assert "flush_at=0: must be greater than or equal to 1" in lines
 
 
 def test_unknown_setting_and_unknown_sink_are_refused() -> None:
@@ -274,3 +332,288 @@ def test_debug_turns_on_debug_logging() -> None:
     obs.init(api_key="phc_x", sinks=["memory"], debug=True)
     assert logging.getLogger("obs").isEnabledFor(logging.DEBUG)
     logging.getLogger("obs").setLevel(logging.NOTSET)
+
+
+# ---------------------------------------------------------------- every field, both ways
+
+# Fields that accept every value, and how (checked below, so an entry cannot hide a missing rule).
+ACCEPTS_ANYTHING = {
+    "identify_pii": "email",  # an unknown mode falls back to 'email' with a warning (documented)
+    "environment": "5",  # free text: a keyword is taken as str()
+    "release": "5",
+    "release_channel": "5",
+    "deployment_env": "5",
+    "spool_dir": "5",
+}
+# Fields whose validator, not their type, says what is invalid: (as a keyword, as the variable).
+BY_VALIDATOR: dict[str, tuple[object, str]] = {
+    "api_key": ("phx_personal_secret", "phx_personal_secret"),
+    "personal_api_key": ("phc_project", "phc_project"),
+    "host": ("ftp://example.com", "https://us.i.posthog.com/batch/"),
+    "script_url": ("ftp://cdn.example.com/array.js", "cdn.example.com/array.js"),
+    "scrub_patterns": (["ticket-\\d+", "(unclosed"], "(unclosed"),
+    "in_app_modules": ("src/myapp", "my-app"),
+    "sinks": ("kafka", "kafka"),
+    "properties": ([("source", "api")], '["source", "api"]'),
+}
+
+
+def _invalid(name: str) -> list[tuple[str, object]]:
+    """("keyword" | "env", value) pairs that ``name`` must refuse, from its validator or its type."""
+    if name in BY_VALIDATOR:
+        keyword, env = BY_VALIDATOR[name]
+        return [("keyword", keyword), ("env", env)]
+    field = obs.Settings.model_fields[name]
+    annotation = field.annotation
+    if annotation is bool:
+        return [("keyword", "maybe"), ("env", "maybe")]
+    if annotation in (int, float):
+        bad: list[tuple[str, object]] = [("env", "many")]
+        for rule in field.metadata:
+            floor = getattr(rule, "ge", None)
+            if floor is not None:
+                bad += [("keyword", floor - 1), ("env", str(floor - 1))]
+            floor = getattr(rule, "gt", None)
+            if floor is not None:
+                bad += [("keyword", floor - 1), ("env", str(floor - 1))]
+        return bad or [("keyword", "many"), ("env", "many")]
+    if typing.get_origin(annotation) is typing.Literal:
+        return [("keyword", "bogus"), ("env", "bogus")]
+    if str in typing.get_args(annotation) or annotation is str:
+        return [("keyword", 123)]  # every string is a valid value; a number is not one
+    raise AssertionError(f"no invalid value known for setting {name!r}: add it to BY_VALIDATOR")
+
+
+CASES = [
+    (n, source, v)
+    for n in obs.Settings.model_fields
+    if n not in ACCEPTS_ANYTHING
+    for source, v in _invalid(n)
+]
+
+
+def _shown(name: str, value: object) -> str:
+    if name.endswith("api_key"):
+        return repr(str(value)[:4] + "…")  # a key shows only its prefix
+    return repr(value)
+
+
+def test_every_setting_is_covered_both_ways() -> None:
+    for name in obs.Settings.model_fields:
+        sources = {source for n, source, _ in CASES if n == name}
+        assert name in ACCEPTS_ANYTHING or "keyword" in sources, name
+        # From the environment every value is a string: only free text has no invalid one.
+        text_only = str in typing.get_args(obs.Settings.model_fields[name].annotation)
+        assert name in ACCEPTS_ANYTHING or "env" in sources or text_only, name
+
+
+@pytest.mark.parametrize(("name", "source", "value"), CASES, ids=[f"{n}-{s}" for n, s, _ in CASES])
+def test_an_invalid_value_is_one_config_error_naming_what_was_written(
+    monkeypatch: pytest.MonkeyPatch, name: str, source: str, value: object
+) -> None:
+    base: dict[str, object] = {"api_key": "phc_x", "sinks": ["memory"]}
+    base.pop(name, None)
+    if source == "keyword":
+        base[name] = value
+        written = f"{name}={_shown(name, value)}: "
+    else:
+        assert isinstance(value, str)
+        env = str(obs.Settings.model_fields[name].validation_alias)
+        monkeypatch.setenv(env, value)
+        written = f"{env}={_shown(name, value)}: "
+    with pytest.raises(obs.ConfigError) as e:
+        obs.init(**base)
+    assert type(e.value) is obs.ConfigError
+    # No pydantic error behind it either: a traceback shows the one message.
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__)
+    lines = str(e.value).splitlines()
+    assert lines[0] == "obs configuration is invalid:"
+    assert [line.strip() for line in lines[1:] if line.strip().startswith(written)], str(e.value)
+    if name.endswith("api_key"):
+        assert str(value) not in str(e.value)  # the key itself is never in the message
+    assert obs._api._client is None  # a refused configuration leaves no client behind
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTS_ANYTHING))
+def test_free_settings_accept_anything(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    assert getattr(load_settings(**{name: 5}), name) == ACCEPTS_ANYTHING[name]
+    monkeypatch.setenv(str(obs.Settings.model_fields[name].validation_alias), "5")
+    assert getattr(load_settings(), name) == ACCEPTS_ANYTHING[name]
+
+
+@pytest.mark.parametrize("name", sorted(obs.Settings.model_fields))
+def test_no_keyword_value_makes_init_raise_anything_but_config_error(name: str) -> None:
+    # Whatever a caller passes, init either takes it or explains it: never a pydantic or other error.
+    class Odd:
+        def __repr__(self) -> str:
+            return "<odd>"
+
+    for value in (Odd(), [Odd()], {1: Odd()}, float("nan"), b"\xff", "\x00"):
+        kw: dict[str, object] = {"api_key": "phc_x", "sinks": ["memory"], name: value}
+        try:
+            obs.init(**kw)
+        except obs.ConfigError as e:
+            assert f"{name}=" in str(e)
+        finally:
+            obs.shutdown()
+            obs._api._client = None
+
+
+def test_a_variable_pydantic_settings_would_decode_is_a_config_error_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A field of another type that pydantic-settings decodes as JSON (none today): its SettingsError is
+    # translated like any other problem, naming the variable.
+    from pydantic_settings import SettingsError
+
+    from obs import _config
+
+    err = SettingsError('error parsing value for field "flush_at" from source "EnvSettingsSource"')
+    err.__cause__ = ValueError("Expecting value: line 1 column 1 (char 0)")
+    monkeypatch.setenv("OBS_FLUSH_AT", "{")
+    assert (
+        _config._undecodable(err, {})
+        == "OBS_FLUSH_AT='{': must be JSON (Expecting value: line 1 column 1 (char 0))"
+    )
+    assert _config._undecodable(err, {"flush_at": "{"}).startswith("flush_at='{': must be JSON")
+
+
+# ---------------------------------------------------------------- OBS_SCRUB_PATTERNS
+
+
+@pytest.mark.parametrize(
+    ("raw", "patterns"),
+    [
+        ("ticket-\\d+", ["ticket-\\d+"]),  # one plain regex
+        ('["ticket-\\\\d+", "(?i)iban=(?P<secret>\\\\w+)"]', ["ticket-\\d+", "(?i)iban=(?P<secret>\\w+)"]),
+        ("[0-9]{16}", ["[0-9]{16}"]),  # starts like JSON, but is a regex
+        ("[1, 2]", ["[1, 2]"]),  # JSON, but not a list of strings: a regex (a character class)
+        ("  ", []),
+    ],
+)
+def test_scrub_patterns_take_a_regex_or_a_json_list(
+    monkeypatch: pytest.MonkeyPatch, raw: str, patterns: list[str]
+) -> None:
+    monkeypatch.setenv("OBS_SCRUB_PATTERNS", raw)
+    assert load_settings(api_key="phc_x").scrub_patterns == patterns
+    assert load_settings(api_key="phc_x", scrub_patterns=raw).scrub_patterns == patterns
+
+
+def test_a_plain_regex_pattern_scrubs_exception_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from obs.sinks import MemorySink
+
+    monkeypatch.setenv("OBS_SCRUB_PATTERNS", "ticket-\\d+")
+    sink = MemorySink()
+    obs.init(api_key="phc_x", sinks=[sink])
+    obs.capture_exception(ValueError("lost ticket-4711 today"), distinct_id="u")
+    assert obs.flush(5)
+    (event,) = sink.events
+    assert event["properties"]["$exception_list"][0]["value"] == "lost [redacted] today"
+
+
+def test_an_invalid_pattern_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OBS_SCRUB_PATTERNS", '["fine", "ticket-(\\\\d+"]')
+    with pytest.raises(obs.ConfigError) as e:
+        obs.init(api_key="phc_x", sinks=["memory"])
+    assert "invalid scrub pattern 'ticket-(\\\\d+'" in str(e.value)
+    assert str(e.value).splitlines()[1].strip().startswith('OBS_SCRUB_PATTERNS=\'["fine"')
+
+
+# ---------------------------------------------------------------- OBS_PROPERTIES: base properties
+
+
+def test_base_properties_from_the_variable_or_the_keyword(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OBS_PROPERTIES", '{"source": "chat_copilot", "tier": 2}')
+    assert load_settings(api_key="phc_x").properties == {"source": "chat_copilot", "tier": 2}
+    assert load_settings(api_key="phc_x", properties={"source": "batch"}).properties == {"source": "batch"}
+    monkeypatch.setenv("OBS_PROPERTIES", " ")
+    assert load_settings(api_key="phc_x").properties == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("source=chat", "must be a JSON object such as"),
+        ('{"source": "chat"', "must be a JSON object such as"),
+        ('["source", "chat"]', "must be a JSON object, not list"),
+        ('"chat"', "must be a JSON object, not str"),
+        (
+            '{"environment": "prod"}',
+            "'environment' is set by obs on every event: set it with POSTHOG_ENVIRONMENT",
+        ),
+        ('{"$lib": "mine"}', "'$lib' is set by obs on every event"),
+        ('{"": 1}', "a property name is empty"),
+    ],
+)
+def test_bad_base_properties_are_refused(monkeypatch: pytest.MonkeyPatch, raw: str, why: str) -> None:
+    monkeypatch.setenv("OBS_PROPERTIES", raw)
+    with pytest.raises(obs.ConfigError) as e:
+        obs.init(api_key="phc_x", sinks=["memory"])
+    assert str(e.value).splitlines()[1].strip().startswith(f"OBS_PROPERTIES={raw!r}: {why}")
+
+
+def test_base_properties_keyword_must_be_a_mapping_of_sendable_values() -> None:
+    with pytest.raises(obs.ConfigError, match=re.escape("properties=['source']: must be a dict")):
+        obs.init(api_key="phc_x", sinks=["memory"], properties=["source"])
+    refused = "properties={1: 'x'}: property names must be strings, not 1"
+    with pytest.raises(obs.ConfigError, match=re.escape(refused)):
+        obs.init(api_key="phc_x", sinks=["memory"], properties={1: "x"})
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    with pytest.raises(obs.ConfigError, match=r"properties=.*: cannot be sent: "):
+        obs.init(api_key="phc_x", sinks=["memory"], properties={"loop": loop})
+
+
+def test_base_properties_reach_every_event_kind_under_everything_else(
+    monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    import datetime as dt
+
+    monkeypatch.setenv("OBS_RELEASE", "2026.11.3")
+    base = {
+        "source": "chat_copilot",
+        "team": "search",
+        "release": "base-release",  # obs's release wins
+        "deployed": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc),  # made JSON-safe, like any property
+    }
+    obs.init(api_key="phc_x", host=server.url, properties=base, flush_at=1)
+    obs.capture("searched", {"team": "billing"}, distinct_id="u")  # the event's own property wins
+    obs.identify("u", {"plan": "pro"})
+    obs.group_identify("company", "acme", {"seats": 3})
+    obs.capture_exception(ValueError("boom"), distinct_id="u")
+    with (
+        obs.trace("chat", distinct_id="u"),
+        obs.span("retrieve"),
+        obs.trace_generation("openai", "gpt-4o-mini") as gen,
+    ):
+        gen.set(input_tokens=3, output_tokens=1)
+    obs.capture_ai("$ai_embedding", {"$ai_model": "text-embedding-3-small"}, distinct_id="u")
+    assert obs.flush(10)
+    events = {e["event"]: e["properties"] for e in server.events()}
+    kinds = {
+        "searched",
+        "$identify",
+        "$groupidentify",
+        "$exception",
+        "$ai_trace",
+        "$ai_span",
+        "$ai_generation",
+    }
+    assert kinds | {"$ai_embedding"} <= set(events)
+    for name, props in events.items():
+        assert props["source"] == "chat_copilot", name
+        assert props["deployed"] == "2026-01-02T00:00:00+00:00", name
+        assert props["release"] == "2026.11.3" and props["environment"] == "unknown", name
+        assert props["team"] == ("billing" if name == "searched" else "search"), name
+
+
+def test_base_properties_from_the_environment_reach_the_server(
+    monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    monkeypatch.setenv("OBS_PROPERTIES", '{"source": "chat_copilot", "release": "from-base"}')
+    obs.init(api_key="phc_x", host=server.url)
+    obs.capture("opened", distinct_id="u")
+    assert obs.flush(10)
+    (event,) = server.events()
+    assert event["properties"]["source"] == "chat_copilot"
+    assert event["properties"]["release"] == "from-base"  # no release configured: the base one stands

@@ -209,3 +209,13 @@ def test_bad_event_name_is_dropped_and_counted_not_raised(memory: Mem) -> None:
     assert not obs.flush(5)  # two events captured before it were lost
     assert [e["event"] for e in sink.events] == ["ok"]
     assert client.stats()["dropped_invalid"] == 2
+
+
+def test_every_event_model_is_importable_from_obs_for_type_hints() -> None:
+    from obs import AIGenerationEvent, Generation, Span  # noqa: F401 - the import is the test
+
+    models = {m.__name__ for m in events.EVENT_KINDS.values()} | {"Event"}
+    for name in models:
+        assert getattr(obs, name) is getattr(events, name), name
+        assert name in obs.__all__, name
+    assert obs.Generation is obs._llm.Generation and obs.Span is obs._trace.Span

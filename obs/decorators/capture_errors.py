@@ -25,12 +25,20 @@ def capture_exception(
     properties: Mapping[str, Any] | None = None,
     level: str = "error",
     fingerprint: str | None = None,
+    handled: bool | None = None,
+    mechanism: str | Mapping[str, Any] | None = None,
 ) -> str | None:
     """Send ``exc`` (by default the exception being handled) as an `$exception`; returns its uuid.
 
     Without a ``distinct_id`` here or from :class:`obs.context`, the event is personless: its
-    distinct_id is the event's own uuid and it carries ``$process_person_profile: false``. Returns None
-    when the SDK is off, ``exc`` was already captured, or the error is being rate-limited. Never raises.
+    distinct_id is the event's own uuid and it carries ``$process_person_profile: false``.
+
+    ``handled=False`` marks an error your code did not deal with — middleware reporting what escaped a
+    request, a handler that reports and re-raises; the default is handled. ``mechanism`` says how it was
+    caught, as the root exception's ``mechanism`` in ``$exception_list``: a type (``"middleware"``) or
+    PostHog's ``{"type": ..., "handled": ..., "synthetic": ...}``; ``handled=`` wins over its
+    ``"handled"``. Returns None when the SDK is off, ``exc`` was already captured, or the error is being
+    rate-limited. Never raises (a malformed ``mechanism`` is logged and left out).
     """
     try:
         if not _api.get_client().enabled:
@@ -40,16 +48,54 @@ def capture_exception(
             if exc is None:
                 _exceptions.warn_no_exception()
                 return None
+        kind, was_handled, synthetic = _mechanism(mechanism, handled)
         return _exceptions.capture(
             exc,
             distinct_id=distinct_id,
             properties=properties,
             level=level,
             fingerprint=fingerprint,
+            handled=was_handled,
+            mechanism=kind,
+            synthetic=synthetic,
         )
     except Exception as e:
         warn_every("capture-exception", 60, "obs: capture_exception failed: %r", e)
         return None
+
+
+def _mechanism(spec: Any, handled: Any) -> tuple[str, bool, bool | None]:
+    """``capture_exception``'s ``mechanism=``/``handled=`` → (type, handled, synthetic or None)."""
+    kind, was_handled, synthetic = "generic", True, None
+    if isinstance(spec, str):
+        kind = spec or kind
+    elif isinstance(spec, Mapping):
+        for key, value in spec.items():
+            if key == "type" and isinstance(value, str) and value:
+                kind = value
+            elif key == "handled" and isinstance(value, bool):
+                was_handled = value
+            elif key == "synthetic" and isinstance(value, bool):
+                synthetic = value
+            else:  # PostHog's other mechanism fields are obs's to set (exception_id, parent_id, …)
+                _bad_mechanism(f"{key!r}: {value!r}")
+    elif spec is not None:
+        _bad_mechanism(repr(spec))
+    if isinstance(handled, bool):
+        was_handled = handled
+    elif handled is not None:
+        _bad_mechanism(f"handled={handled!r}")
+    return kind, was_handled, synthetic
+
+
+def _bad_mechanism(what: str) -> None:
+    warn_every(
+        "bad-mechanism",
+        60,
+        "obs: capture_exception: ignored %s (mechanism takes a type string or "
+        "{'type': str, 'handled': bool, 'synthetic': bool}; handled a bool)",
+        what,
+    )
 
 
 class _CaptureErrors(Probe):

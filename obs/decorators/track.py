@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import _api, _flags
+from .._cancel import is_cancellation
 from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
@@ -57,6 +58,10 @@ class _Track(Probe):
                 props["closed_early"] = True  # the consumer stopped iterating before the end
             elif self.capture_result:
                 props["result"] = result
+        elif is_cancellation(error):
+            # Neither a success nor a failure: no `success` at all, so success-rate queries
+            # (success = true / success = false) leave the call out, and no `error_type`.
+            props["cancelled"] = True
         else:
             props["success"] = False
             props["error_type"] = type(error).__qualname__
@@ -117,7 +122,9 @@ def track(
 
     The event carries ``duration_ms``, ``success``, ``source`` (the function's dotted name), the
     environment/release super-properties and ``properties``; a failure adds ``error_type`` (the exception
-    is not captured — combine with ``@capture_errors`` for that). Arguments are recorded only when named
+    is not captured — combine with ``@capture_errors`` for that). A cancelled call (asyncio, trio or
+    anyio cancellation) is no failure: it has ``cancelled: true`` and neither ``success`` nor
+    ``error_type``. Arguments are recorded only when named
     in ``capture_args`` (as ``arg_<name>``), the return value only with ``capture_result=True``. A
     generator is tracked from first ``next`` to the end; stopped early it has ``closed_early: true``.
     Used bare (``@track``) the event is named after the function.

@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import _api, _llm, _providers
+from .._cancel import is_cancellation
 from .._log import warn_every
 
 _MARKERS = (b"\n\n", b"\r\n\r\n")
@@ -243,7 +244,8 @@ class _Call:
         """The stream ended, was closed, or failed. Only an Exception is an error; cancellation is not."""
         gen = self.gen
         if error is not None and not isinstance(error, Exception):
-            gen.finish(None, completed=False)
+            # A cancellation is handed on, for the event to say so (`cancelled: true`, not an error).
+            gen.finish(error if is_cancellation(error) else None, completed=False)
             return
         if error is not None:
             try:

@@ -84,6 +84,96 @@ def test_same_structure_as_posthog_python(server: CaptureServer) -> None:
     assert o_list[1]["mechanism"]["source"] == "cause"
 
 
+def test_unhandled_mechanism_as_posthog_pythons_integrations_send_it(server: CaptureServer) -> None:
+    # posthog-python's own middleware passes {"type": "middleware", "handled": False}: so can we.
+    exc = _caught(_level1, "escaped")
+    mechanism = {"type": "middleware", "handled": False}
+    client = posthog.Client("phc_parity", host=server.url)
+    client.capture_exception(exc, distinct_id="u", _capture_metadata={"mechanism": mechanism})
+    client.shutdown()
+    assert server.wait_for_events(1)
+    (theirs,) = server.events()
+    server.received.clear()
+
+    obs.init(api_key="phc_parity", host=server.url)
+    assert obs.capture_exception(exc, distinct_id="u", mechanism=mechanism) is not None
+    assert obs.shutdown(5)
+    (ours,) = server.events()
+    t_list, o_list = theirs["properties"]["$exception_list"], ours["properties"]["$exception_list"]
+    assert [o["mechanism"] for o in o_list] == [t["mechanism"] for t in t_list]
+    assert o_list[0]["mechanism"] == {
+        "exception_id": 0,
+        "type": "middleware",
+        "handled": False,
+        "synthetic": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, {"type": "generic", "handled": True, "synthetic": False}),
+        ({"handled": False}, {"type": "generic", "handled": False, "synthetic": False}),
+        ({"mechanism": "celery"}, {"type": "celery", "handled": True, "synthetic": False}),
+        ({"mechanism": "celery", "handled": False}, {"type": "celery", "handled": False, "synthetic": False}),
+        (
+            {"mechanism": {"type": "fastapi", "handled": False}},
+            {"type": "fastapi", "handled": False, "synthetic": False},
+        ),
+        (
+            {"mechanism": {"handled": False}, "handled": True},
+            {"type": "generic", "handled": True, "synthetic": False},
+        ),
+        ({"mechanism": {"synthetic": True}}, {"type": "generic", "handled": True, "synthetic": True}),
+    ],
+)
+def test_capture_exception_handled_and_mechanism(
+    memory: Memory, kwargs: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    _, sink = memory
+    obs.capture_exception(_caught(_level3, "x"), **kwargs)
+    (event,) = _exceptions(sink)
+    root = event["properties"]["$exception_list"][0]["mechanism"]
+    assert {k: root[k] for k in expected} == expected
+
+
+def test_a_reraising_handler_marks_the_error_unhandled(memory: Memory) -> None:
+    _, sink = memory
+
+    def handler() -> None:
+        try:
+            _level3("passed on")
+        except ValueError as e:
+            obs.capture_exception(e, handled=False, mechanism="job_runner")
+            raise
+
+    with pytest.raises(ValueError):
+        obs.capture_errors(handler)()  # the outer decorator does not send it again
+    (event,) = _exceptions(sink)
+    assert event["properties"]["$exception_list"][0]["mechanism"]["handled"] is False
+    assert event["properties"]["$exception_list"][0]["mechanism"]["type"] == "job_runner"
+
+
+def test_a_malformed_mechanism_is_logged_and_left_out(
+    memory: Memory, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, sink = memory
+    bad: dict[str, Any] = {"type": 5, "exception_id": 9, "handled": "no", "synthetic": False}
+    with caplog.at_level("WARNING", logger="obs"):
+        uid = obs.capture_exception(_caught(_level3, "x"), mechanism=bad)
+        other = obs.capture_exception(_caught(_level3, "y"), mechanism=42, handled="no")  # type: ignore[arg-type]
+    assert uid is not None and other is not None  # sent all the same
+    first, second = _exceptions(sink)
+    assert first["properties"]["$exception_list"][0]["mechanism"] == {
+        "exception_id": 0,
+        "type": "generic",
+        "handled": True,
+        "synthetic": False,
+    }
+    assert second["properties"]["$exception_list"][0]["mechanism"]["handled"] is True
+    assert any("ignored 'type': 5" in r.getMessage() for r in caplog.records)
+
+
 def test_frames_have_context_lines_and_in_app(memory: Memory) -> None:
     _, sink = memory
     obs.capture_exception(_caught(_level2, "x"))
@@ -377,7 +467,7 @@ def test_scrubbing_can_be_turned_off_and_extended() -> None:
 
 
 def test_invalid_scrub_pattern_is_a_config_error() -> None:
-    with pytest.raises(obs.ConfigError, match="OBS_SCRUB_PATTERNS"):
+    with pytest.raises(obs.ConfigError, match=r"scrub_patterns=\['\(unclosed'\]: invalid scrub pattern"):
         obs.init(api_key="phc_s", sinks=["memory"], scrub_patterns=["(unclosed"])
 
 

@@ -265,7 +265,8 @@ async def test_cancelling_an_asyncio_consumer_is_not_captured_and_runs_finally(m
     assert log == ["item1", "finally"]
     assert _events(sink, "$exception") == []
     (tracked,) = _events(sink, "feed")
-    assert tracked["properties"]["success"] is False  # it did not finish: cancelled, not swallowed
+    assert tracked["properties"]["cancelled"] is True  # it did not finish: cancelled, not swallowed
+    assert "success" not in tracked["properties"]  # and cancellation is not a failure
 
 
 def test_cancelling_a_trio_consumer_is_not_captured_and_runs_finally(memory: Memory) -> None:

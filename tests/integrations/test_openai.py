@@ -370,6 +370,7 @@ async def test_async_stream_cancelled_midway_reports_what_was_consumed(
         await task
     p = _one(sink)
     assert p["$ai_stream_completed"] is False and "$ai_is_error" not in p
+    assert p["cancelled"] is True
     assert "$ai_output_tokens" not in p and 0 < p["$ai_time_to_first_token"] <= p["$ai_latency"]
 
 
