@@ -244,4 +244,5 @@ def test_a_cancelled_stream_generation_is_incomplete_not_an_error(how: str, sink
     props = _props(sink, "$ai_generation")
     assert props["cancelled"] is True and props["$ai_stream_completed"] is False
     assert "$ai_is_error" not in props
-    assert props["$ai_output_choices"][0]["content"] == "Hello"  # what streamed before the cancellation
+    # What streamed before the cancellation, in posthog-python's content shape.
+    assert props["$ai_output_choices"][0]["content"] == [{"type": "text", "text": "Hello"}]
