@@ -9,7 +9,6 @@ arrives was flushed by the integration or at exit.
 from __future__ import annotations
 
 import enum
-import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from obs.integrations.typer import instrument
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
 from tests.llm_servers import LLMServer
-from tests.procs import run_py, start_py
+from tests.procs import STDERR_PROBE, run_py, sent_before_output, shown, start_py
 
 APP = '''
 import os, sys, threading, time
@@ -108,28 +107,6 @@ else:
 '''
 
 
-# Put in front of the script: at the first write to stderr, say how many events obs had delivered so far.
-PROBE = """
-import sys
-import obs
-
-class FirstWrite:
-    def __init__(self, real):
-        self.real, self.seen = real, False
-
-    def write(self, text):
-        if not self.seen:
-            self.seen = True
-            self.real.write(f"sent before the first output: {obs.get_client().stats()['sent']}\\n")
-        return self.real.write(text)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-sys.stderr = FirstWrite(sys.stderr)
-"""
-
-
 class Runs:
     """Runs the app's script with and without obs, in one directory (tracebacks show the same path)."""
 
@@ -142,7 +119,7 @@ class Runs:
     def code(self, *args: str, probe: bool = False) -> str:
         run = f"import runpy, sys\nsys.argv = ['mycli', *{list(args)!r}]\n"
         run += "runpy.run_path('mycli.py', run_name='__main__')\n"
-        return (PROBE if probe else "") + run
+        return (STDERR_PROBE if probe else "") + run
 
     def env_for(self, with_obs: bool, **extra: str) -> dict[str, str]:
         env = {**self.env, **extra}
@@ -159,25 +136,16 @@ class Runs:
     def sent_before_output(self, *args: str) -> tuple[int, str]:
         """How many events obs had delivered when the first byte reached stderr; and stderr."""
         proc = run_py(self.code(*args, probe=True), self.env_for(True), cwd=self.directory)
-        first, _, rest = proc.stderr.partition("\n")
-        m = re.fullmatch(r"sent before the first output: (\d+)", first)
-        assert m, proc.stderr
-        return int(m[1]), rest
+        return sent_before_output(proc.stderr)
 
     def compare(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         """Run with obs, then without; assert the same exit code and stderr; the run with obs."""
         with_obs = self.run(*args, **extra)
         without = self.run(*args, with_obs=False, **extra)
         assert with_obs.returncode == without.returncode, with_obs.stderr
-        assert _shown(with_obs.stderr) == _shown(without.stderr)
+        assert shown(with_obs.stderr) == shown(without.stderr)
         assert with_obs.stdout == without.stdout
         return with_obs
-
-
-def _shown(stderr: str) -> str:
-    """stderr as the user reads it, less obs's own log lines and memory addresses."""
-    lines = [line for line in stderr.splitlines() if not line.startswith("obs:")]
-    return re.sub(r"0x[0-9a-fA-F]+", "0x…", "\n".join(lines))
 
 
 @pytest.fixture
@@ -311,7 +279,8 @@ def test_sigint_ends_the_command_as_without_obs(runs: Runs, server: CaptureServe
         return proc.returncode, stderr
 
     code, stderr = interrupted(with_obs=True)
-    assert (code, _shown(stderr)) == (lambda c, e: (c, _shown(e)))(*interrupted(with_obs=False))
+    code_without, stderr_without = interrupted(with_obs=False)
+    assert (code, shown(stderr)) == (code_without, shown(stderr_without))
     assert code in (1, 130)  # click's "Aborted!" (exit 1), or Typer's own handling of Ctrl-C (130)
     assert _names(server) == ["waiting"]
 
