@@ -56,6 +56,19 @@ if sys.version_info >= (3, 11):
     _GROUPS: tuple[type[BaseException], ...] = (BaseExceptionGroup,)  # noqa: F821
 else:  # pragma: no cover - Python 3.10 has no exception groups
     _GROUPS = ()
+# Exceptions command-line frameworks raise to end a command on purpose (`typer.Exit(3)`, `click.Abort`) or to
+# tell its user they typed it wrong (`click.UsageError`, `BadParameter`, any `ClickException`): never bugs.
+# Named, not imported, so that obs never imports click; Typer >= 0.2x carries its own copy of click.
+_CLI_EXITS = frozenset(
+    {
+        ("click.exceptions", "ClickException"),
+        ("click.exceptions", "Abort"),
+        ("click.exceptions", "Exit"),
+        ("typer._click.exceptions", "ClickException"),
+        ("typer.exceptions", "Abort"),
+        ("typer.exceptions", "Exit"),
+    }
+)
 _LEVELS = {
     "fatal": "fatal",
     "critical": "fatal",
@@ -69,6 +82,16 @@ _LEVELS = {
 
 
 # ---------------------------------------------------------------- caller's thread
+
+
+def is_control_flow(exc: BaseException) -> bool:
+    """Whether ``exc`` ends a program or command on purpose rather than reporting an error: what no hook or
+    decorator of obs ever captures. ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and
+    cancellation (any non-``Exception``), and click's and Typer's ``Exit``, ``Abort`` and ``ClickException``
+    (``UsageError``, ``BadParameter``…), subclasses included."""
+    if not isinstance(exc, Exception):
+        return True
+    return any((c.__module__, c.__qualname__) in _CLI_EXITS for c in type(exc).__mro__)
 
 
 def is_captured(exc: BaseException) -> bool:

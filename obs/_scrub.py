@@ -85,6 +85,23 @@ _SCHEMES = frozenset({"bearer", "basic", "token"})
 _TYPES = frozenset({"str", "bytes", "int", "float", "bool", "object", "dict", "list", "tuple", "set", "type"})
 
 
+# Words that make a name (a CLI option, a field) one whose value is a secret: `password`, `db_password`,
+# `apiKey`, `OPENAI_API_KEY`, `auth_token`, `--client-secret`. Whole words only, so `author`, `keyboard`,
+# `tokenizer` and `max_tokens` are not secret names.
+_SECRET_WORDS = frozenset(
+    {
+        "pass", "passwd", "password", "passphrase", "pwd", "secret", "token", "key", "apikey", "auth",
+        "authorization", "credential", "credentials", "cookie", "privatekey", "signature",
+    }
+)  # fmt: skip
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def secret_name(name: str) -> bool:
+    """Whether ``name`` (snake_case, kebab-case or camelCase) says that its value is a secret."""
+    return any(w.lower() in _SECRET_WORDS for w in _WORDS.findall(name))
+
+
 class Scrubber:
     """``scrub(text)`` returns ``text`` with secrets replaced by :data:`REDACTED`; it never raises.
 

@@ -15,14 +15,24 @@
   IPython shows it; a custom handler registered before obs still gets the exceptions it asked for. A
   ``SyntaxError`` in a cell's own text (a typo, not a failure of the code) is shown, not captured.
 
+- Typer: each time an app runs, Typer makes its own ``typer.main.except_hook`` the ``sys.excepthook``, and
+  that hook prints its pretty traceback without calling the hook it replaced. obs wraps that function
+  where Typer looks it up: at once if Typer is loaded, else when ``typer.main`` is first imported. The
+  exception is captured (level ``fatal``) and flushed, then Typer prints as usual — whichever of
+  ``obs.init`` and ``import typer`` came first.
+
 Each hook chains to whatever was installed before it, and is removed again by :func:`uninstall` only if
-nobody has replaced it since. ``KeyboardInterrupt`` (and other non-``Exception`` errors) are not captured.
+nobody has replaced it since. Never captured: ``KeyboardInterrupt`` and other non-``Exception`` errors, and
+click's and Typer's ``Exit``, ``Abort`` and usage errors (:func:`obs._exceptions.is_control_flow`).
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import sys
 import threading
+from types import ModuleType
 from typing import Any
 
 from . import _api, _exceptions
@@ -38,6 +48,7 @@ def install() -> None:
     import asyncio.base_events
 
     _install_ipython()
+    _install_typer()
     _previous["sys"] = sys.excepthook
     _previous["threading"] = threading.excepthook
     _previous["asyncio"] = asyncio.base_events.BaseEventLoop.default_exception_handler
@@ -76,6 +87,7 @@ def uninstall() -> None:
         loop, theirs, chained = _previous["loop"]
         if not loop.is_closed() and loop.get_exception_handler() is chained:
             loop.set_exception_handler(theirs)
+    _uninstall_typer()
     if "ipython" in _previous:
         shell, custom_tb, custom_exceptions, ours = _previous["ipython"]
         if shell.CustomTB is ours:
@@ -89,7 +101,7 @@ def installed() -> bool:
 
 def _capture(exc: BaseException | None, *, level: str, source: str, props: dict[str, Any] | None) -> bool:
     """Capture ``exc`` with the current client; True if something was queued."""
-    if not isinstance(exc, Exception):
+    if exc is None or _exceptions.is_control_flow(exc):
         return False
     try:
         return (
@@ -181,3 +193,93 @@ def _install_ipython() -> None:
         _previous["ipython"] = (shell, their_tb, theirs, shell.CustomTB)
     except Exception as e:  # an IPython that differs from the one obs knows: the other hooks still work
         warn_every("uncaught-ipython", 60, "obs: could not hook into IPython: %r", e)
+
+
+def _install_typer() -> None:
+    module = sys.modules.get("typer.main")  # never imported here: only an app that uses Typer has it
+    if module is not None:
+        _wrap_typer_hook(module)
+    else:
+        finder = _TyperImport()
+        sys.meta_path.insert(0, finder)
+        _previous["typer-import"] = finder
+
+
+def _uninstall_typer() -> None:
+    _remove_finder()
+    if "typer" in _previous:
+        module, theirs, ours = _previous["typer"]
+        if module.except_hook is ours:
+            module.except_hook = theirs
+        if sys.excepthook is ours:  # an app ran meanwhile and installed our wrapper
+            sys.excepthook = theirs
+
+
+def _wrap_typer_hook(module: Any) -> None:
+    theirs = getattr(module, "except_hook", None)
+    if theirs is None or "typer" in _previous:  # a Typer without the hook obs knows, or wrapped already
+        return
+
+    def except_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        # Flushed before Typer prints: the traceback is the last thing the user sees, then the exit.
+        if _capture(exc, level="fatal", source="typer.except_hook", props=None):
+            client = _api._client
+            if client is not None and client.enabled:
+                client.flush_before_exit()
+        theirs(exc_type, exc, tb)
+
+    module.except_hook = except_hook
+    _previous["typer"] = (module, theirs, except_hook)
+
+
+class _TyperImport(importlib.abc.MetaPathFinder):
+    """Wraps Typer's hook as soon as ``typer.main`` is imported, when ``obs.init`` ran before Typer's import.
+
+    Finds the module with the other finders and runs it with its own loader; only the loader's
+    ``exec_module`` is followed by the wrapping, and the module keeps its own loader.
+    """
+
+    def __init__(self) -> None:
+        self._finding = False
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "typer.main" or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _WrapAfterExec(spec.loader)
+        return spec
+
+
+class _WrapAfterExec(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _remove_finder()  # its work is done
+        try:
+            if _previous:  # still installed
+                _wrap_typer_hook(module)
+        except Exception as e:  # an import never fails because of obs
+            warn_every("uncaught-typer", 60, "obs: could not hook into Typer: %r", e)
+
+
+def _remove_finder() -> None:
+    finder = _previous.pop("typer-import", None)
+    if finder in sys.meta_path:
+        sys.meta_path.remove(finder)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from obs._scrub import REDACTED, Scrubber
+from obs._scrub import REDACTED, Scrubber, secret_name
 
 R = REDACTED
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -229,3 +229,19 @@ def test_pathological_input_finishes_quickly(scrub: Scrubber, text: str) -> None
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         result = pool.submit(scrub, text).result(timeout=2)
     assert isinstance(result, str)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["password", "db_password", "passwd", "apiKey", "APIKey", "OPENAI_API_KEY", "auth_token", "client-secret",
+     "passwordHash", "key", "sort_key", "HTTPAuth", "credentials", "session_cookie", "passphrase"],
+)  # fmt: skip
+def test_secret_names(name: str) -> None:
+    assert secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["author", "keyboard", "tokenizer", "max_tokens", "secretary", "bypass", "name", "monkey", ""]
+)
+def test_names_that_only_look_like_secret_names(name: str) -> None:
+    assert not secret_name(name)

@@ -9,9 +9,12 @@ import textwrap
 import threading
 from typing import Any
 
+import pytest
+
 import obs
 from obs import _uncaught
 from tests.capture_server import CaptureServer
+from tests.procs import STDERR_PROBE, run_py, sent_before_output, shown
 
 PRELUDE = """
 import os, sys, threading, asyncio
@@ -187,3 +190,174 @@ def test_a_running_loops_own_handler_is_chained_and_restored() -> None:
     (event,) = [e for e in sink.events if e["event"] == "$exception"]
     assert event["properties"]["asyncio_message"] == "callback failed"
     assert event["properties"]["$exception_list"][0]["type"] == "OSError"
+
+
+# ---------------------------------------------------------------- Typer and click apps
+
+# A Typer app that is not instrumented: only capture_uncaught sees its errors. ORDER says where obs.init runs:
+# before `import typer`, after the app is made, or inside the app's callback, once Typer installed its hook.
+TYPER_APP = """
+import os
+import obs
+ORDER = os.environ.get("ORDER", "")
+
+def setup():
+    if os.environ.get("WITH_OBS") == "1":
+        obs.init(host=os.environ["CAPTURE_HOST"], capture_uncaught=True, flush_at=1000, flush_interval=60)
+
+if ORDER == "before-import":
+    setup()
+import typer
+app = typer.Typer()
+if ORDER == "after-app":
+    setup()
+
+@app.callback()
+def root():
+    if ORDER == "in-callback":
+        setup()
+
+@app.command()
+def crash():
+    obs.capture("crashing")
+    raise ValueError("crashed")
+
+@app.command()
+def leave():
+    raise typer.Exit(4)
+
+app(prog_name="mycli")
+"""
+
+CLICK_APP = """
+import os, sys
+import click
+import obs
+if os.environ.get("WITH_OBS") == "1":
+    obs.init(host=os.environ["CAPTURE_HOST"], capture_uncaught=True, flush_at=1000, flush_interval=60)
+
+@click.command()
+@click.argument("what")
+def cli(what):
+    if what == "crash":
+        raise ValueError("crashed")
+    if what == "usage":
+        raise click.UsageError("wrong")
+    if what == "abort":
+        raise click.Abort()
+
+# Not standalone: click's own exceptions reach the top of the program, and Python's hook.
+cli.main(sys.argv[1:], prog_name="mycli", standalone_mode=os.environ.get("STANDALONE") == "1")
+"""
+
+
+def _cli(server: CaptureServer, app: str, args: list[str], probe: bool = False, **env: str) -> Any:
+    """Run ``app`` with obs, and again without: the same exit code and stderr; the run with obs."""
+    code = f"import sys\nsys.argv = ['mycli', *{args!r}]\n{app}"
+    on = run_py(
+        (STDERR_PROBE if probe else "") + code,
+        {"WITH_OBS": "1", "POSTHOG_API_KEY": "phc_cli", "CAPTURE_HOST": server.host_url, **env},
+    )
+    if probe:
+        sent, stderr = sent_before_output(on.stderr)
+        on = subprocess.CompletedProcess(on.args, on.returncode, on.stdout, stderr)
+        on.sent_before_output = sent  # type: ignore[attr-defined]
+    off = run_py("\n" * STDERR_PROBE.count("\n") + code if probe else code, env)  # the same line numbers
+    assert (on.returncode, shown(on.stderr)) == (off.returncode, shown(off.stderr)), on.stderr
+    return on
+
+
+@pytest.mark.parametrize("order", ["before-import", "after-app", "in-callback"])
+def test_a_typer_apps_uncaught_error_is_sent_once_before_typer_prints_it(
+    server: CaptureServer, order: str
+) -> None:
+    proc = _cli(server, TYPER_APP, ["crash"], probe=True, ORDER=order)
+    assert proc.returncode == 1 and "ValueError: crashed" in proc.stderr
+    assert proc.sent_before_output == 2  # the error and the event before it, delivered before Typer printed
+    assert sorted(e["event"] for e in server.events()) == ["$exception", "crashing"]
+    props = _exceptions(server)[0]["properties"]
+    assert props["$exception_level"] == "fatal"
+    assert props["$exception_list"][0]["mechanism"]["handled"] is False
+
+
+def test_typers_standard_traceback_is_not_sent_twice(server: CaptureServer) -> None:
+    # Typer then calls the hook it found at import, which is obs's (obs.init ran first).
+    proc = _cli(server, TYPER_APP, ["crash"], ORDER="before-import", TYPER_STANDARD_TRACEBACK="1")
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert len(_exceptions(server)) == 1
+
+
+def test_typer_exit_is_not_sent_by_the_hooks(server: CaptureServer) -> None:
+    proc = _cli(server, TYPER_APP, ["leave"], ORDER="before-import")
+    assert proc.returncode == 4
+    assert server.events() == []
+
+
+def test_typers_hook_is_given_back_on_shutdown() -> None:
+    import typer.main
+
+    theirs = typer.main.except_hook
+    obs.init(api_key="phc_h", sinks=["memory"], capture_uncaught=True)
+    assert typer.main.except_hook is not theirs
+    obs.shutdown()
+    assert typer.main.except_hook is theirs
+
+
+def test_typer_imported_later_is_hooked_and_given_back() -> None:
+    proc = run_py(
+        """
+        import sys
+        import obs
+        obs.init(api_key="phc_h", sinks=["memory"], capture_uncaught=True)
+        import typer.main
+        assert typer.main.except_hook.__module__ == "obs._uncaught", typer.main.except_hook
+        assert type(typer.main.__loader__).__module__ != "obs._uncaught"  # the module keeps its loader
+        obs.shutdown()
+        assert typer.main.except_hook.__module__ == "typer.main"
+        assert not [f for f in sys.meta_path if type(f).__module__ == "obs._uncaught"]
+        print("ok")
+        """,
+        {},
+    )
+    assert proc.stdout == "ok\n", proc.stderr
+
+
+def test_a_click_apps_uncaught_error_is_sent(server: CaptureServer) -> None:
+    proc = _cli(server, CLICK_APP, ["crash"], STANDALONE="1")
+    assert proc.returncode == 1 and "ValueError: crashed" in proc.stderr
+    (event,) = _exceptions(server)
+    assert event["properties"]["$exception_source"] == "python.sys_excepthook"
+
+
+@pytest.mark.parametrize("what", ["usage", "abort"])
+def test_click_usage_errors_and_aborts_reaching_the_top_are_not_sent(
+    server: CaptureServer, what: str
+) -> None:
+    proc = _cli(server, CLICK_APP, [what])  # not standalone: the exception ends the program
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert server.events() == []
+
+
+def test_the_hooks_and_capture_errors_need_neither_click_nor_typer() -> None:
+    proc = run_py(
+        """
+        import sys
+        sys.modules["click"] = sys.modules["typer"] = None  # importing either fails
+        import obs
+        obs.init(api_key="phc_h", sinks=["memory"], capture_uncaught=True)
+
+        @obs.capture_errors
+        def fail():
+            raise ValueError("x")
+
+        try:
+            fail()
+        except ValueError:
+            pass
+        assert obs.flush(5)
+        sink = obs.get_client()._sinks[0]
+        print([e["event"] for e in sink.events])
+        """,
+        {},
+    )
+    assert proc.stdout == "['$exception']\n", proc.stderr

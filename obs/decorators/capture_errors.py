@@ -127,9 +127,10 @@ class _CaptureErrors(Probe):
         result: Any,
         error: BaseException | None,
     ) -> Any:
-        # Only Exceptions: SystemExit, KeyboardInterrupt, GeneratorExit and cancellation (asyncio's
-        # CancelledError, trio.Cancelled) are BaseExceptions, as is a group holding any of them.
-        if not isinstance(error, Exception) or isinstance(error, self.ignore):
+        # Never SystemExit, KeyboardInterrupt, GeneratorExit or cancellation (asyncio's CancelledError,
+        # trio.Cancelled: BaseExceptions, as is a group holding any of them), nor a CLI's way to stop
+        # (`typer.Exit(3)` is a RuntimeError) or to report a usage mistake (click's UsageError).
+        if error is None or _exceptions.is_control_flow(error) or isinstance(error, self.ignore):
             return RERAISE
         # Checked first so that the distinct_id callable never runs for nothing.
         if _api.get_client().enabled and not _exceptions.is_captured(error):
@@ -219,9 +220,11 @@ def capture_errors(
       arguments; by default the one from :class:`obs.context`.
     - ``level`` (`$exception_level`) and ``fingerprint`` (`$exception_fingerprint`).
 
-    ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and cancellation are never captured or
-    swallowed. An exception captured by an inner decorator is not captured again. The success path does
-    no work besides the call itself.
+    Never captured or swallowed: ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, cancellation,
+    and what command-line frameworks raise to stop a command or report a usage mistake — click's and
+    Typer's ``Exit``, ``Abort`` and ``ClickException`` (``UsageError``, ``BadParameter``…). An exception
+    captured by an inner decorator is not captured again. The success path does no work besides the call
+    itself.
     """
     # Mistakes in the options fail here, at decoration, not at the first error.
     ignored = (ignore,) if isinstance(ignore, type) else tuple(ignore)

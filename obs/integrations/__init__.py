@@ -7,4 +7,5 @@
 - :mod:`obs.integrations.jinja` — ``install(env)``: feature-flag and browser-snippet globals for Jinja.
 - :mod:`obs.integrations.fastapi` — ``instrument(app)``: FastAPI/Starlette errors, users, context, snippet.
 - :mod:`obs.integrations.asgi` — ``ObsMiddleware``: the same for any ASGI application.
+- :mod:`obs.integrations.typer` — ``instrument(app)`` and ``main(app)``: a Typer command's uncaught errors.
 """

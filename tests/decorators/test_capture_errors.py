@@ -526,6 +526,39 @@ def test_ignore_takes_a_single_type_and_levels_are_normalised(memory: Memory) ->
     assert second["properties"]["$exception_level"] == "error"
 
 
+def test_exits_aborts_and_usage_errors_of_cli_frameworks_are_ignored_by_default(memory: Memory) -> None:
+    import click
+    import typer
+
+    class NotFound(click.ClickException):  # an app's own message for its user
+        exit_code = 4
+
+    stops: list[BaseException] = [
+        typer.Exit(3),  # a RuntimeError
+        typer.Abort(),
+        typer.BadParameter("no such colour"),
+        click.exceptions.Exit(0),
+        click.Abort(),
+        click.UsageError("wrong"),
+        click.BadParameter("bad"),
+        click.ClickException("shown to the user"),
+        NotFound("no such project"),
+        SystemExit(2),
+        KeyboardInterrupt(),
+    ]
+
+    @obs.capture_errors(reraise=False, default="swallowed")
+    def run(exc: BaseException) -> str:
+        raise exc
+
+    for stop in stops:
+        with pytest.raises(type(stop)):  # neither captured nor swallowed
+            run(stop)
+    assert run(RuntimeError("a real failure")) == "swallowed"
+    (event,) = _exceptions(memory[1])
+    assert event["properties"]["$exception_list"][0]["value"] == "a real failure"
+
+
 # ---------------------------------------------------------------- in-app
 
 
