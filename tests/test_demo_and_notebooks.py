@@ -77,6 +77,9 @@ def test_obs_demo_exercises_every_capability_into_the_local_store(tmp_path: Path
     (cli_error,) = by(events, "$exception", "typer")
     assert cli_error["properties"]["$exception_list"][0]["type"] == "FileNotFoundError"
     assert cli_error["properties"]["component"] == "cli"
+    # Through obs.integrations.typer: the command's path and its (scrubbed) parameters.
+    assert cli_error["properties"]["cli_command"].endswith("import-users")
+    assert cli_error["properties"]["cli_params"] == {"path": "missing-users.csv"}
 
     # LLM calls: @trace_llm, the real openai and anthropic clients, LangChain; with tokens and cost.
     providers = {"trace_llm": "openai", "openai": "openai", "anthropic": "anthropic", "langchain": "openai"}

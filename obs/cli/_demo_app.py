@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import obs
-
-if TYPE_CHECKING:
-    import typer
 
 DISTINCT_ID = "demo-user"
 OPENAI_MODEL = "gpt-4o-mini"
@@ -170,20 +167,6 @@ def web(_: str) -> str:
     return f"page {page.status_code} ({snippet}); /orders/7 {failed.status_code} → $exception"
 
 
-def instrument_cli(app: typer.Typer) -> typer.Typer:
-    """Where the demo's Typer app gets obs.
-
-    TODO(typer integration): once ``obs.integrations.typer`` lands, replace this body with
-    ``from ..integrations.typer import instrument; return instrument(app)``. Until then each command is
-    wrapped in ``@obs.capture_errors`` with the command's path.
-    """
-    for info in app.registered_commands:
-        if info.callback is not None:
-            props = {"component": "cli", "command": f"demo-cli {info.name}"}
-            info.callback = obs.capture_errors(properties=props)(info.callback)
-    return app
-
-
 def cli(_: str) -> str:
     import typer
     from typer.testing import CliRunner
@@ -200,7 +183,11 @@ def cli(_: str) -> str:
     def export_users() -> None:
         """Export users."""
 
-    result = CliRunner().invoke(instrument_cli(app), ["import-users", "missing-users.csv"])
+    from ..integrations.typer import instrument
+
+    # The integration: each failing command is one $exception (component cli, the command path, its
+    # scrubbed parameters), flushed before Typer prints its traceback.
+    result = CliRunner().invoke(instrument(app), ["import-users", "missing-users.csv"])
     error = type(result.exception).__name__
     return f"import-users: {error}, exit {result.exit_code} → $exception"
 
