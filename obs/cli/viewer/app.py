@@ -1,6 +1,6 @@
 """The viewer's web application (Starlette): the page, its two static files and the JSON API it reads.
 
-Endpoints (all ``GET``; every answer is JSON except the page and its assets; docs/cli-ui.md documents them):
+Endpoints (all ``GET``; every answer is JSON except the page and its assets; docs/cli.md documents them):
 
 - ``/``, ``/app.js``, ``/app.css``, ``/favicon.svg``: the page, shipped in the package (``static/``);
   nothing is fetched from elsewhere.
