@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 import obs
-from obs import _log
+from obs import _context, _log
 from obs._client import Client, DisabledClient
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
@@ -26,7 +26,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(k)
     _log._last.clear()  # rate-limited warnings start afresh: a test sees the lines its own code logs
     _log._tally.clear()
+    # Flags a check remembered outside any obs.context (the process-wide default) would leak into the next
+    # test's $feature/... properties.
+    token = _context.flags_seen.set(None)
     yield
+    _context.flags_seen.reset(token)
     c = obs._api._client
     if c is not None:
         c.shutdown(5)

@@ -24,7 +24,7 @@ import trio
 
 import obs
 import obs.testing
-from obs import _context, _log
+from obs import _log
 from obs._client import Client
 from obs.sinks import MemorySink
 from tests.capture_server import Reply, refused_url
@@ -35,12 +35,10 @@ Memory = tuple[Client, MemorySink]
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings() -> Iterator[None]:
-    """warn_every remembers causes process-wide; each test starts with none logged, and with no flags
-    remembered by a check an earlier test made outside any obs.context."""
+    """warn_every remembers causes process-wide; each test starts with none logged (conftest resets the
+    flags remembered outside any obs.context)."""
     _log._last.clear()
-    token = _context.flags_seen.set(None)
     yield
-    _context.flags_seen.reset(token)
     _log._last.clear()
 
 
