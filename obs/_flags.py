@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from . import _api, _context
+from . import _context, _current
 from ._log import log, warn_every
 from ._version import __version__
 
@@ -1341,7 +1341,7 @@ def _set_done(future: asyncio.Future[None]) -> None:
 
 def current() -> Flags | None:
     """The current client's flags; None while obs is off."""
-    return (_api._client or _api._lazy()).flags
+    return _current.get().flags
 
 
 def _get(
