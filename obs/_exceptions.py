@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic_core import to_json
 
-from . import _api, _flags, _trace
+from . import _api, _flags, _kinds, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._config import Settings
+    from ._serialize import Problems
 
 CAPTURED = "__obs_captured__"  # set on an exception once sent, so outer handlers do not send it again
 _MAX_EXCEPTIONS = 50  # entries in one $exception_list, as posthog-python
@@ -577,3 +579,16 @@ def _filename_for_module(module: str | None, abs_path: str | None) -> str | None
 
 def warn_no_exception() -> None:
     warn_every("no-exception", 60, "obs: capture_exception() called with no exception being handled")
+
+
+def _builder(settings: Settings, scrub: Callable[[str], str]) -> _kinds.Builder:
+    """The worker-side builder of `$exception` events: the exception list, level and fingerprint."""
+    fields = Formatter(scrub, InApp(settings.in_app_modules)).fields
+
+    def build(extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
+        return fields(extra)
+
+    return build
+
+
+_kinds.register("exception", _builder)

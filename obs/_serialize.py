@@ -50,6 +50,22 @@ def sanitize_properties(props: Mapping[Any, Any], problems: Problems) -> dict[st
     return out
 
 
+def sanitize_into(out: dict[str, Any], props: Mapping[Any, Any], problems: Problems) -> None:
+    """Write a JSON-safe copy of ``props`` into ``out``, omitting ``None`` values (also those that could not
+    be converted): one dict per event instead of a copy and a merge."""
+    for k, v in props.items():
+        if v is None:
+            continue
+        t = type(v)
+        key = k if type(k) is str else _key(k)
+        if t is str or t is int or t is bool or (t is float and math.isfinite(v)):
+            out[key] = v
+        else:
+            v = _clean(v, key, problems, 1, set())
+            if v is not None:
+                out[key] = v
+
+
 def sanitize(value: Any, problems: Problems, path: str = "") -> Any:
     return _clean(value, path, problems, 0, set())
 
