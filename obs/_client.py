@@ -52,7 +52,6 @@ _PII_KEYS = frozenset(
         "date_of_birth",
     }
 )
-_UNSET: Any = object()
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _frame = _context.current.get
 _time_ns = time.time_ns
@@ -480,7 +479,7 @@ class Client:
                 personless = True
             else:
                 personless = False
-            if extra or spec.required:
+            if extra or spec.fields:
                 out.update(_kinds.typed_properties(spec, self._fields(kind, extra or {}, problems)))
             if groups:
                 g = _groups(groups, problems)
@@ -512,8 +511,9 @@ class Client:
     def _fields(self, kind: str, extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
         """The kind's typed fields from a record's ``extra``: by the builder its feature registered, else
         each value made JSON-safe."""
-        build = self._builders.get(kind, _UNSET)
-        if build is _UNSET:
+        if kind in self._builders:
+            build = self._builders[kind]
+        else:
             build = self._builders[kind] = _kinds.builder(kind, self.settings, self._scrub)
         if build is not None:
             return build(extra, problems)
