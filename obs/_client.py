@@ -53,6 +53,7 @@ _PII_KEYS = frozenset(
     }
 )
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
+_LIB = {"$lib": "obs", "$lib_version": __version__}
 _frame = _context.current.get
 _time_ns = time.time_ns
 
@@ -75,9 +76,9 @@ class Client:
         )
         self._in_app = _exceptions.InApp(settings.in_app_modules)
         self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
-        self._builders: dict[
-            str, _kinds.Builder | None
-        ] = {}  # kind → its feature's builder, made on first use
+        # kind → the builder its feature registered, made on first use
+        self._builders: dict[str, _kinds.Builder | None] = {}
+        self._problems = Problems()  # reused by every event the worker builds (one thread): fewer allocations
         self.flags = _flags.Flags(self)  # feature flags; no I/O until the first one
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
@@ -465,10 +466,10 @@ class Client:
                     distinct_id = frame.distinct_id
                 if props:
                     merged.update(props)
-            problems = Problems()
+            problems = self._problems
             # Precedence, lowest first: super-properties, the event's own, the kind's typed fields, then
             # $groups, $process_person_profile and $lib (as `obs.events.to_wire`).
-            out = dict(self._super)
+            out = self._super.copy()
             if merged:
                 sanitize_into(out, merged, problems)
             if distinct_id is None or distinct_id == "":
@@ -487,8 +488,7 @@ class Client:
                     out["$groups"] = g
             if personless:
                 out["$process_person_profile"] = False
-            out["$lib"] = "obs"
-            out["$lib_version"] = __version__
+            out.update(_LIB)
             wire = {
                 "event": name,
                 "distinct_id": distinct_id if type(distinct_id) is str else str(distinct_id),
@@ -500,8 +500,10 @@ class Client:
             }
             if problems.dropped or problems.coerced:
                 self._report(name, problems.dropped, problems.coerced)
+                problems.clear()
             return wire
         except Exception as e:
+            self._problems.clear()
             self._stats.incr("dropped_invalid")
             warn_every(
                 f"build-{type(e).__name__}", 10, "obs: dropped event %r that could not be built: %s", name, e

@@ -187,7 +187,8 @@ def typed_properties(kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 _UTC = dt.timezone.utc
 _ZERO = dt.timedelta(0)
-_last: tuple[int, str] = (-1, "")  # the last second formatted, and its text (one tuple: thread-safe)
+# The start (ns) of the last second formatted, and its text: one tuple, so threads never mix two seconds.
+_last: tuple[int, str] = (-(2**63), "")
 
 
 def iso_from_ns(ns: int) -> str:
@@ -196,12 +197,15 @@ def iso_from_ns(ns: int) -> str:
     The seconds part is formatted once per second; events in the same second only add their fraction.
     """
     global _last
-    sec, us = divmod(ns // 1000, 1_000_000)
-    last_sec, prefix = _last
-    if sec != last_sec:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _last = (sec, prefix)
-    return f"{prefix}.{us:06d}+00:00" if us else f"{prefix}+00:00"
+    start, prefix = _last
+    into = ns - start
+    if not 0 <= into < 1_000_000_000:
+        start = ns - ns % 1_000_000_000
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start // 1_000_000_000))
+        _last = (start, prefix)
+        into = ns - start
+    us = into // 1000
+    return f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
 
 
 def iso(ts: dt.datetime) -> str:

@@ -34,6 +34,10 @@ class Problems:
         self.dropped: list[str] = []
         self.coerced: list[str] = []
 
+    def clear(self) -> None:
+        self.dropped = []
+        self.coerced = []
+
 
 def sanitize_properties(props: Mapping[Any, Any], problems: Problems) -> dict[str, Any]:
     """A JSON-safe copy of ``props`` with top-level ``None`` values omitted."""
