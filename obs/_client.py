@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions, _flags, _kinds, _options
+from . import _context, _kinds, _options
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
 from ._serialize import Problems, sanitize, sanitize_into
@@ -30,6 +30,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._config import Settings
+    from ._flags import Flags
     from ._options import CaptureOptions
     from ._worker import Marker, Worker
     from .sinks import Sink
@@ -54,6 +55,8 @@ _PII_KEYS = frozenset(
 )
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _LIB = {"$lib": "obs", "$lib_version": __version__}
+_KINDS = _kinds.KINDS
+_iso_from_ns = _kinds.iso_from_ns
 _frame = _context.current.get
 _time_ns = time.time_ns
 
@@ -62,6 +65,7 @@ class Client:
     """An enabled obs client. Get one from :func:`obs.init`; the module-level functions use it."""
 
     enabled = True
+    flags: Flags  # feature flags: a part `_flags` registers (`_kinds.register_part`); no I/O until the first
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -69,17 +73,11 @@ class Client:
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
         self._super = settings.super_properties()
-        self._error_limiter = (
-            _exceptions.RateLimiter(settings.error_rate_limit, settings.error_rate_window)
-            if settings.error_rate_limit
-            else None
-        )
-        self._in_app = _exceptions.InApp(settings.in_app_modules)
         self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         # kind → the builder its feature registered, made on first use
         self._builders: dict[str, _kinds.Builder | None] = {}
         self._problems = Problems()  # reused by every event the worker builds (one thread): fewer allocations
-        self.flags = _flags.Flags(self)  # feature flags; no I/O until the first one
+        self._make_parts()
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -102,6 +100,10 @@ class Client:
         self._worker = Worker(self, self._sinks)
         self._worker.start()
 
+    def _make_parts(self) -> None:
+        for name, make in _kinds.client_parts().items():
+            setattr(self, name, make(self))
+
     def _build_sinks(self) -> list[Sink]:
         from . import sinks
 
@@ -114,13 +116,9 @@ class Client:
         self._stats = Stats()
         self._epoch, self._reported = 0, -1
         self._marker_lock = threading.Lock()  # the parent's threads may have held these at the fork
-        if self._error_limiter is not None:
-            self._error_limiter = _exceptions.RateLimiter(
-                self.settings.error_rate_limit, self.settings.error_rate_window
-            )
         if self._closed:
             return
-        self.flags = _flags.Flags(self)  # the parent's flag threads did not come along
+        self._make_parts()  # the parent's flag threads did not come along
         self._sinks = self._build_sinks()
         self._start()
 
@@ -171,7 +169,10 @@ class Client:
             return self._report_losses()
         self._closed = True
         self._max_queue = 0
-        self.flags.close()
+        for name in _kinds.client_parts():
+            close = getattr(getattr(self, name, None), "close", None)
+            if callable(close):
+                close()
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
             return not self._queue and self._report_losses()
@@ -449,13 +450,14 @@ class Client:
     def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
         """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built.
 
-        Built directly (`_kinds.wire`), not through the kind's pydantic model: the same dict, at a third
-        of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
+        Built directly, not through the kind's pydantic model and `obs.events.to_wire`: the same dict at
+        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
         """
         kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
         try:
-            spec = _kinds.KINDS[kind]
-            if spec.names is not None and name not in spec.names:
+            spec = _KINDS[kind]
+            names = spec.names
+            if names is not None and name not in names:
                 raise ValueError(f"a {kind} event cannot be named {name!r}")
             merged = props
             if frame is not None:
@@ -493,9 +495,7 @@ class Client:
                 "event": name,
                 "distinct_id": distinct_id if type(distinct_id) is str else str(distinct_id),
                 "properties": out,
-                "timestamp": _kinds.iso_from_ns(ts)
-                if type(ts) is int
-                else _kinds.iso(_checked_time(ts, problems)),
+                "timestamp": _iso_from_ns(ts) if type(ts) is int else _kinds.iso(_checked_time(ts, problems)),
                 "uuid": u,
             }
             if problems.dropped or problems.coerced:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from . import _api, _context
+from . import _api, _context, _kinds
 from ._log import log, warn_every
 from ._version import __version__
 
@@ -1580,3 +1580,6 @@ async def aevaluate_flags(
     except Exception as e:
         warn_every("flags-aevaluate_flags", 60, "obs: aevaluate_flags() failed: %r", e)
         return FeatureFlagEvaluations(None, "", {})
+
+
+_kinds.register_part("flags", Flags)  # every enabled client's `flags`

@@ -2,8 +2,10 @@
 
 The core (client and worker) knows records and this registry, not features: each feature module registers
 the worker-side builder of its kinds (``register``) when it is imported — errors (`_exceptions`), LLM
-calls and spans (`_llm`, `_trace`), flag checks (`_flags`). A builder turns a record's ``extra`` into the
-kind's typed fields (the names of its model's fields in `obs.events`).
+calls, spans and traces (`_llm`). A builder turns a record's ``extra`` into the kind's typed fields (the
+names of its model's fields in `obs.events`); kinds without one (identify, group identify, flag checks)
+have each value of their ``extra`` made JSON-safe. A feature that keeps state per client (`_flags`: the
+client's ``flags``) registers a factory for it too (``register_part``).
 
 `wire` then maps those fields, with the event's common parts, straight to the wire dict, without building
 the pydantic model: the models in `obs.events` stay the typed contract (documentation, JSON Schema), and
@@ -142,6 +144,20 @@ _CONTAINERS: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
     "exception_list": list,
 }
 _MISSING: Any = object()
+
+
+# Per-client parts a feature adds to every enabled client: attribute name → factory(client).
+_parts: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_part(name: str, factory: Callable[[Any], Any]) -> None:
+    """Called by a feature module at import: every client (and a forked child's) gets ``factory(client)``
+    as its attribute ``name``; a part with a ``close()`` is closed when the client shuts down."""
+    _parts[name] = factory
+
+
+def client_parts() -> dict[str, Callable[[Any], Any]]:
+    return dict(_parts)
 
 
 def register(kind: str, factory: Factory) -> None:

@@ -353,8 +353,9 @@ class Worker:
         target, max_events = self._target, self._max_events
         stats = client._stats
         drained = 0
+        build, pop = client._build, q.popleft
         while q:
-            rec = q.popleft()
+            rec = pop()
             if type(rec) is Marker:
                 stats.incr("drained", drained)
                 drained = 0
@@ -367,19 +368,20 @@ class Worker:
                     return True
                 continue
             drained += 1
-            wire = client._build(rec)
+            wire = build(rec)
             if wire is None:
                 stats.note_loss(self._epoch, 1)
                 continue
             route = rec[8]
             b = building[route]
-            b.events.append(wire)
-            if len(b.events) - b.count >= flush_at:
+            events = b.events
+            events.append(wire)
+            if len(events) - b.count >= flush_at:
                 # Encoded a chunk at a time (one encode per flush_at events), so the batch knows its size
                 # as it grows; a chunk that takes it past the target starts the next batch.
                 before = b.size
                 self._encode_tail(b)
-                if b.size >= target or len(b.events) >= max_events:
+                if b.size >= target or len(events) >= max_events:
                     if before and b.size > target:
                         b, building[route] = b.split_last()
                     else:
