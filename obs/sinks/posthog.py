@@ -56,6 +56,8 @@ V1_PATH = v1.PATH
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_FLOOR = 0.1  # seconds: no retry comes sooner, whatever retry_backoff says
 JITTER = 0.25  # each wait is stretched by a random 0–25 %
+# Level 1: a batch of events compresses almost as well as at 6 (their keys repeat), at a quarter of the CPU.
+GZIP_LEVEL = 1
 Outcome = dict[str, int]
 CaptureMode = Literal["v0", "v1"]
 
@@ -284,7 +286,7 @@ class PostHogSink:
             self._v0_extra,
             events,
         )
-        return gzip.compress(body, compresslevel=6) if self.gzip else body
+        return gzip.compress(body, compresslevel=GZIP_LEVEL) if self.gzip else body
 
     async def _attempt(self, req: _Request, route: Route) -> _Answer:
         """One POST of what ``req`` still has to deliver."""
@@ -294,7 +296,7 @@ class PostHogSink:
             headers.update(req.next_headers(self._api_key))
             body = req.body(self.historical_migration)
             if self.gzip:
-                body = gzip.compress(body, compresslevel=6)
+                body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         else:
             url = self.host + (AI_PATH if route == "ai" else BATCH_PATH)
             body = self._body(req.events)
