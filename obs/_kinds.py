@@ -7,10 +7,11 @@ names of its model's fields in `obs.events`); kinds without one (identify, group
 have each value of their ``extra`` made JSON-safe. A feature that keeps state per client (`_flags`: the
 client's ``flags``) registers a factory for it too (``register_part``).
 
-`wire` then maps those fields, with the event's common parts, straight to the wire dict, without building
-the pydantic model: the models in `obs.events` stay the typed contract (documentation, JSON Schema), and
-tests/test_wire_fastpath.py proves, for every kind, that this mapping equals validating the model and
-calling `obs.events.to_wire`. Nothing here imports pydantic.
+`typed_properties` maps those fields to their `$`-properties by the tables below (``KINDS``), and
+`Client._build` puts them, with the event's common parts and a timestamp formatted by `iso_from_ns`,
+straight into the wire dict, without building the pydantic model: the models in `obs.events` stay the
+typed contract (documentation, JSON Schema), and tests/test_wire_fastpath.py proves, for every kind, that
+the result equals validating the model and calling `obs.events.to_wire`. Nothing here imports pydantic.
 """
 
 from __future__ import annotations
