@@ -302,7 +302,9 @@ class Worker:
         # the backlog, the one being sent, the one waiting for room) stays within max_queue_size / 4.
         limit = settings.max_batch_bytes
         self._target = max(limit // 2, limit - ENVELOPE_ROOM)
-        self._max_events = max(settings.flush_at, settings.max_queue_size // (4 * (buffer + 2)))
+        # A whole number of chunks (the cap is checked as each chunk of flush_at is encoded).
+        flush_at = settings.flush_at
+        self._max_events = max(flush_at, settings.max_queue_size // (4 * (buffer + 2)) // flush_at * flush_at)
         async with anyio.create_task_group() as tg:  # an abort cancels everything under it
             self._cancel = tg.cancel_scope.cancel
             if self._aborted:
