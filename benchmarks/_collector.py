@@ -90,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     hang = False
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _answer(self, body: bytes) -> None:
