@@ -264,6 +264,8 @@ class PosthogAsync(Peer):
 
 
 class Sentry(Peer):
+    tracing = False
+
     def __init__(self, url: str, queue: int) -> None:
         super().__init__(url, queue)
         import sentry_sdk
@@ -273,7 +275,8 @@ class Sentry(Peer):
         sentry_sdk.init(
             dsn=f"http://bench@127.0.0.1:{port}/1",
             transport_queue_size=queue,  # default 100 envelopes: a burst would be dropped
-            traces_sample_rate=1.0,  # @trace records spans (decorators)
+            # Tracing (for @trace) only in the decorator measurement: error monitoring alone elsewhere.
+            traces_sample_rate=1.0 if self.tracing else None,
             _experiments={"max_spans": 10**9},
         )
 
@@ -455,6 +458,7 @@ def child(args: argparse.Namespace) -> None:
     """One measurement of one peer in this fresh interpreter; one JSON line on stdout."""
     guard_network()
     queue = max(args.events, args.calls * args.loops + WARMUP, 10_000) * 2
+    Sentry.tracing = args.measure == "decorators"
     peer = CLASSES[args.peer](args.url, queue)
     out = MEASURES[args.measure](peer, args)
     print("\n" + json.dumps({**out, "blocked": blocked}), flush=True)
@@ -493,6 +497,14 @@ sentry_sdk.init(dsn="http://bench@" + URL.split("//")[1] + "/1")
 sentry_sdk.capture_message("evt")
 sentry_sdk.flush()
 """,
+    # For reference: sentry-sdk's init imports every installed library it has an auto-enabled integration for
+    # (openai, anthropic, langchain, fastapi, ... are installed here); this row turns that off.
+    "sentry, auto_enabling_integrations=False": """
+import sentry_sdk
+sentry_sdk.init(dsn="http://bench@" + URL.split("//")[1] + "/1", auto_enabling_integrations=False)
+sentry_sdk.capture_message("evt")
+sentry_sdk.flush()
+""",
     "langfuse": """
 from langfuse import Langfuse
 lf = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench", host=URL)
@@ -506,6 +518,11 @@ logfire.configure(token="pylf_v1_us_bench", send_to_logfire=True, console=False,
 logfire.info("evt", a=1, b="x")
 logfire.shutdown()
 """,
+}
+# Cold start rows shown for reference, and their labels.
+REFERENCE = {
+    "python": "`python -c pass`",
+    "sentry, auto_enabling_integrations=False": "sentry-sdk, `auto_enabling_integrations=False`",
 }
 GUARD = """
 import socket
@@ -636,9 +653,10 @@ def main() -> None:
         for r in range(args.repeats):
             order = peers[r % len(peers) :] + peers[: r % len(peers)]  # rotate: no peer always runs first
             print(f"repeat {r + 1}/{args.repeats}: {' '.join(order)}", flush=True)
-            for p in ["python", *order]:
-                if p == "python":
-                    res.setdefault("python", {}).setdefault("cold", []).append(cold(p, live, env))
+            for p in [*REFERENCE, *order]:
+                if p in REFERENCE:
+                    if p == "python" or "sentry" in peers:
+                        res.setdefault(p, {}).setdefault("cold", []).append(cold(p, live, env))
                     continue
                 res[p].setdefault("cold", []).append(cold(p, live, env))
                 for m in ("producer", "e2e", "decorators", "memory"):
@@ -663,7 +681,7 @@ def main() -> None:
 def table(peers: list[str], res: dict[str, Any], args: argparse.Namespace, errors: list[str]) -> None:
     def ok(p: str, m: str) -> list[dict[str, Any]]:
         good = []
-        for out in res[p].get(m, []):
+        for out in res.get(p, {}).get(m, []):
             if "error" in out:
                 errors.append(f"{LABEL.get(p, p)} {m}: {out['error']}")
             else:
@@ -716,9 +734,11 @@ def table(peers: list[str], res: dict[str, Any], args: argparse.Namespace, error
             f"{fmt(s['cold'], r['cold'], 0)} | {fmt(s['deco_s'], r['deco_s'], 2)} | "
             f"{fmt(s['deco_e'], r['deco_e'], 2)} | {fmt(s['memory'], r['memory'], 0)} |"
         )
-    py = [x["value"] for x in res.get("python", {}).get("cold", []) if "error" not in x]
-    if py:
-        print(f"| (`python -c pass`, for reference) | | | {median(py):,.0f} | | | |")
+    for name, label in REFERENCE.items():
+        outs = ok(name, "cold")
+        if outs:
+            ref = fmt(median([x["value"] for x in outs]), o["cold"] if name != "python" else None, 0)
+            print(f"| ({label}, for reference) | | | {ref} | | | |")
 
     print("\ndecorators: overhead per call over the bare function (µs, caller's CPU; median over processes)")
     print("\n| decorator | success path | exception path |")
