@@ -10,7 +10,7 @@ ratio to obs's:
    event": ``obs.capture``, posthog ``capture`` (sync ``Client``; ``AsyncClient`` inside its event loop),
    ``sentry_sdk.capture_message``, langfuse ``create_event``, ``logfire.info``; GC on; the SDK's background
    work runs (live, delivering to the collector) but another thread's CPU is not counted; flushed between
-   timed loops, untimed.
+   timed loops, untimed; a loop is ``--calls`` calls, fewer for a slow peer (about 2.5 × ``--budget`` s).
 2. **CPU µs per delivered event**: ``getrusage(RUSAGE_SELF)`` (every thread of the process) from the first
    call to the return of shutdown/flush, over ``--events`` events, divided by the events the collector
    received; every peer's queue is raised above ``--events``, so none drops; anything short is shown.
@@ -71,6 +71,11 @@ LABEL = {
 }
 MODULE = {"obs": "obs", "posthog": "posthog", "posthog-async": "posthog", "sentry": "sentry_sdk"}
 DIST = {"obs": "obs", "posthog": "posthog", "posthog-async": "posthog", "sentry": "sentry-sdk"}
+# Why a cell reads n/a (a measurement the peer has nothing for); printed under the table.
+NA = {
+    "posthog-async": "posthog-python AsyncClient: decorators n/a, it has none of its own "
+    "(posthog.scoped reports through the sync default client, measured in the posthog-python row)",
+}
 KEY = "phc_bench"
 LOCAL = (None, "127.0.0.1", "::1", "localhost")
 PROPS = {"a": 1, "b": "x"}
@@ -368,9 +373,9 @@ def thread_loop(fn: Callable[[], None]) -> float:
 
 
 def m_producer(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
-    peer.record(WARMUP)
+    per_call = thread_loop(lambda: peer.record(WARMUP)) / WARMUP
     peer.flush()
-    n = args.calls
+    n = max(WARMUP, min(args.calls, int(args.budget * 2.5 / max(per_call, 1e-9))))  # a slow peer: fewer calls
     ts = []
     for _ in range(args.loops):
         ts.append(thread_loop(lambda: peer.record(n)) / n)
@@ -615,7 +620,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="processes per peer and measurement (default 3)")
     ap.add_argument("--calls", type=int, default=5_000, help="calls per timed loop, at most (default 5000)")
     ap.add_argument("--loops", type=int, default=5, help="timed loops per process (default 5)")
-    ap.add_argument("--budget", type=float, default=0.2, help="seconds per decorator loop, about")
+    ap.add_argument(
+        "--budget", type=float, default=0.2, help="seconds per decorator loop, about (a producer loop: 2.5x)"
+    )
     ap.add_argument("--timeout", type=float, default=600, help="seconds before a peer's process is given up")
     ap.add_argument("--child", nargs=3, metavar=("PEER", "MEASURE", "URL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -641,7 +648,7 @@ def main() -> None:
     print("versions: " + ", ".join(f"{d} {_version(d)}" for d in dists))
     print(
         f"events per delivery run: {args.events:,}; repeats: {args.repeats}; "
-        f"producer: {args.loops} loops of {args.calls:,} calls; "
+        f"producer: {args.loops} loops of up to {args.calls:,} calls; "
         f"memory: {max(WARMUP, args.events // 4):,} queued\n"
     )
 
@@ -740,6 +747,9 @@ def table(peers: list[str], res: dict[str, Any], args: argparse.Namespace, error
             ref = fmt(median([x["value"] for x in outs]), o["cold"] if name != "python" else None, 0)
             print(f"| ({label}, for reference) | | | {ref} | | | |")
 
+    for p in peers:
+        if p in NA:
+            print(f"\nn/a: {NA[p]}")
     print("\ndecorators: overhead per call over the bare function (µs, caller's CPU; median over processes)")
     print("\n| decorator | success path | exception path |")
     print("|---|---|---|")
