@@ -47,6 +47,7 @@ import gc
 import importlib.util
 import json
 import os
+import posix
 import resource
 import socket
 import subprocess
@@ -468,7 +469,9 @@ def child(args: argparse.Namespace) -> None:
     out = MEASURES[args.measure](peer, args)
     print("\n" + json.dumps({**out, "blocked": blocked}), flush=True)
     if args.measure == "memory":
-        os._exit(0)  # its worker is stuck in a request that is never answered
+        # Its worker is stuck in a request that is never answered: leave at once. posix._exit, because
+        # logfire wraps os._exit to flush first (which would wait on that request).
+        posix._exit(0)
 
 
 # ---------------------------------------------------------------- cold start: a whole fresh process
