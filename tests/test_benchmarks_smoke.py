@@ -44,7 +44,7 @@ def test_peers_quick_obs_and_posthog() -> None:
     assert "LOSS" not in out and "refused" not in out
 
 
-def test_a_missing_peer_package_stops_the_run_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_peer_stops_the_run_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(PEERS.parent))
     import peers
 
