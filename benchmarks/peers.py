@@ -1,6 +1,6 @@
 """obs side by side with its peers: posthog-python (sync and async clients), sentry-sdk, langfuse, logfire.
 
-    .venv/bin/python benchmarks/peers.py [--quick] [--peers obs,posthog,...] [--events 20000] [--repeats 5]
+    .venv/bin/python benchmarks/peers.py [--quick] [--peers obs,posthog,...] [--events 20000] [--repeats 3]
 
 One run, one table. Five measurements, each peer in its own fresh process for each of them (a subprocess per
 measurement and repeat), repeats interleaved across peers (the order rotates), medians, and every figure's
@@ -435,8 +435,8 @@ def m_decorators(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def m_memory(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
-    """Traced-memory growth per event while the endpoint never answers (the process is then left hanging
-    in its first request, so it exits with os._exit by the caller)."""
+    """Traced-memory growth per event while the endpoint never answers (the worker is then left hanging in
+    its first request, so the caller leaves the process without shutting the SDK down)."""
     n = max(WARMUP, args.events // 4)
     idle: Callable[[float], None] = getattr(peer, "idle", time.sleep)
     peer.record(WARMUP)  # lazily built structures exist; the worker takes a first batch and blocks on it
