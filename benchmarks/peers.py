@@ -22,7 +22,8 @@ ratio to obs's:
    ValueError`` (caught by the loop) minus the bare raise. obs ``@capture_errors`` (``error_rate_limit=0``:
    every exception becomes an event) and ``@track``; posthog ``@scoped(capture_exceptions=True)``; sentry
    ``@trace`` in a transaction (it has no error-capturing decorator: the exception only marks the span);
-   langfuse ``@observe()``; logfire ``@instrument()``.
+   langfuse ``@observe()``; logfire ``@instrument()``. GC on: a decorator whose queued records keep objects
+   alive (exceptions and their frames) pays for the collections that walk them.
 5. **memory B/queued event**: the endpoint paused (the collector accepts connections and never answers),
    ``--events``/4 events recorded after a warm-up, then ``tracemalloc``'s traced-memory growth per event
    once the SDK's worker has picked up what it will (its first request hangs).
