@@ -41,7 +41,8 @@ from .decorators import capture_errors, capture_exception, feature_gate, flush_a
 if TYPE_CHECKING:
     from . import display, events, integrations, sinks, testing
     from ._client import Client, DisabledClient
-    from ._config import ConfigError, Settings
+    from ._config import Settings
+    from ._config_reader import ConfigError
     from ._options import CaptureOptions
     from ._snippet import browser_snippet
     from .events import (
@@ -82,8 +83,10 @@ def __getattr__(name: str) -> Any:  # heavy names load on first use
 
     if name in _EVENT_MODELS:
         return getattr(importlib.import_module("obs.events"), name)
-    if name in ("ConfigError", "Settings"):
-        return getattr(importlib.import_module("obs._config"), name)
+    if name == "ConfigError":  # without pydantic: `except obs.ConfigError` costs nothing
+        return importlib.import_module("obs._config_reader").ConfigError
+    if name == "Settings":
+        return importlib.import_module("obs._config").Settings
     if name == "CaptureOptions":
         return importlib.import_module("obs._options").CaptureOptions
     if name in ("Client", "DisabledClient"):
