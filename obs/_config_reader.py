@@ -125,8 +125,7 @@ def _api_key(v: Any) -> str | None:
 
 
 def _personal_key(v: Any) -> Secret | None:
-    get = getattr(v, "get_secret_value", None)
-    key = _blank_is_none(get() if callable(get) else v)
+    key = _blank_is_none(v)  # a SecretStr given as the keyword: the model unwraps it
     if key is None:
         return None
     if key.startswith("phc_"):
