@@ -1,7 +1,7 @@
 """The module-level API: a lazily created process-wide client and the functions that use it.
 
-Nothing here imports pydantic, anyio or httpx: ``import obs``, a disabled SDK and enabling one stay cheap
-(the configuration is read by ``_config_reader``; the worker loads what sending needs).
+Nothing here imports pydantic, anyio or httpx: ``import obs`` and a disabled SDK stay cheap, and enabling
+one reads its configuration without pydantic (``_config_reader``); HTTP loads with the first request.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid as _uuidlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._log import enable_debug, log, warn_every
 
@@ -59,7 +59,8 @@ def init(**overrides: Any) -> Client | DisabledClient:
             if settings.debug:
                 enable_debug()
             try:
-                new = Client(settings)
+                # A Config has every attribute of Settings (tests/test_config_reader.py).
+                new = Client(cast("Settings", settings))
             except ValueError as e:  # an unknown sink spec
                 line = problem("sinks", overrides, str(e))
                 raise ConfigError(f"obs configuration is invalid:\n  {line}") from None

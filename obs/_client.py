@@ -18,7 +18,7 @@ import uuid as _uuidlib
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from . import _context, _exceptions, _flags, _llm, _options
 from ._log import log, warn_every, warn_tally
@@ -29,7 +29,6 @@ from ._uuid import uuid7
 
 if TYPE_CHECKING:
     from ._config import Settings
-    from ._config_reader import Config
     from ._options import CaptureOptions
     from ._worker import Marker, Worker
     from .sinks import Sink
@@ -64,9 +63,12 @@ class Client:
 
     enabled = True
 
-    def __init__(self, settings: Settings | Config) -> None:
-        # A Config has every attribute of Settings (tests/test_config_reader.py): typed as the contract.
-        self.settings = cast("Settings", settings)
+    def __init__(self, settings: Settings) -> None:
+        from . import events
+
+        self._kinds = events.EVENT_KINDS
+        self._to_wire = events.to_wire
+        self.settings = settings
         self._stats = Stats()
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
@@ -79,7 +81,7 @@ class Client:
         self._in_app = _exceptions.InApp(settings.in_app_modules)
         scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         self._exception_fields = _exceptions.Formatter(scrub, self._in_app).fields
-        self._ai_fields = _llm.Fields(self.settings, scrub)
+        self._ai_fields = _llm.Fields(settings, scrub)
         self.flags = _flags.Flags(self)  # feature flags; no I/O until the first one
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
@@ -475,8 +477,7 @@ class Client:
                 fields = self._ai_fields(kind, extra or {}, lambda v, k: sanitize(v, problems, k))
             elif extra:
                 fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
-            events = _events or _load_events()
-            model = events.EVENT_KINDS[kind]
+            model = self._kinds[kind]
             event = model.__pydantic_validator__.validate_python(
                 {
                     "name": name,
@@ -491,8 +492,7 @@ class Client:
             )
             if problems.dropped or problems.coerced:
                 self._report(name, problems.dropped, problems.coerced)
-            wire: dict[str, Any] = events.to_wire(event, self._super)
-            return wire
+            return self._to_wire(event, self._super)
         except Exception as e:
             self._stats.incr("dropped_invalid")
             warn_every(
@@ -507,18 +507,6 @@ class Client:
         if coerced:
             self._stats.incr("properties_coerced", len(coerced))
             warn_every("props-coerced", 60, "obs: event %r: %s", name, "; ".join(coerced[:5]), level=10)
-
-
-_events: Any = None  # obs.events, once the first event was built
-
-
-def _load_events() -> Any:
-    """The typed event models (pydantic), loaded with the first event on the worker, not at init."""
-    global _events
-    from . import events
-
-    _events = events
-    return events
 
 
 class DisabledClient:
