@@ -78,6 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     base = clean_env()
     base.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    base.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up writes .pyc files: no sample compiles
 
     plugins = [ep.name for ep in metadata.entry_points(group="pydantic")]
     print("bench_coldstart: whole-process CPU of a fresh process (getrusage RUSAGE_CHILDREN)")
