@@ -53,3 +53,17 @@ def test_enabling_obs_reads_no_pydantic_settings_nor_http_and_the_event_is_deliv
     [event] = server.events()
     assert (event["event"], event["distinct_id"], event["properties"]["n"]) == ("cold start", "u1", 1)
     assert "error" not in out.stderr.lower(), out.stderr
+
+
+def test_import_obs_loads_only_the_module_level_api_and_every_name_on_first_use() -> None:
+    code = (
+        "import sys, obs\n"
+        "print(sorted(m for m in sys.modules if m.startswith('obs')))\n"
+        "names = {n: getattr(obs, n) for n in obs.__all__}\n"
+        "print(obs.capture_errors.__module__, obs.ConfigError.__module__, obs.Settings.__module__)\n"
+    )
+    out = run_py(code, {})
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == str(["obs", "obs._api", "obs._log", "obs._version"])
+    assert second == "obs.decorators.capture_errors obs._config_reader obs._config"
