@@ -44,7 +44,7 @@ def test_a_personal_key_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     proc = run_obs("status", env={"POSTHOG_API_KEY": secret}, cwd=tmp_path)
     assert proc.returncode == 1
     (line,) = proc.stderr.splitlines()
-    assert line.startswith("obs status: POSTHOG_API_KEY holds a personal API key (phx_…). ")
+    assert line.startswith("obs status: POSTHOG_API_KEY='phx_…': this is a personal API key (phx_…). ")
     assert "project API key (phc_…" in line
     assert secret not in proc.stdout + proc.stderr
 
@@ -52,16 +52,16 @@ def test_a_personal_key_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "lines"),
     [
-        ({"OBS_FLUSH_AT": "many"}, ["obs status: OBS_FLUSH_AT: Input should be a valid integer"]),
+        ({"OBS_FLUSH_AT": "many"}, ["obs status: OBS_FLUSH_AT='many': must be a whole number"]),
         (
             {"POSTHOG_HOST": "ftp://example.com"},
-            ["obs status: POSTHOG_HOST 'ftp://example.com' must be an http(s) URL"],
+            ["obs status: POSTHOG_HOST='ftp://example.com': must be an http(s) URL"],
         ),
         (
             {"OBS_FLUSH_AT": "0", "OBS_TIMEOUT": "soon"},
             [
-                "obs status: OBS_FLUSH_AT: Input should be greater",
-                "obs status: OBS_TIMEOUT: Input should be a valid",
+                "obs status: OBS_FLUSH_AT='0': must be greater than or equal to 1",
+                "obs status: OBS_TIMEOUT='soon': must be a number",
             ],
         ),
         (
@@ -85,7 +85,7 @@ def test_a_malformed_variable_is_reported_even_while_obs_is_off(tmp_path: Path) 
     proc = run_obs("status", env={"OBS_MAX_RETRIES": "-1"}, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        "obs status: OBS_MAX_RETRIES: Input should be greater than or equal to 0"
+        "obs status: OBS_MAX_RETRIES='-1': must be greater than or equal to 0"
     ]
 
 
