@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check obs tests benchmarks examples docs/_ext
 	$(BIN)/ruff format --check obs tests benchmarks examples docs/_ext
+	$(BIN)/lint-imports --no-cache  # the one-way layers ([tool.importlinter] in pyproject.toml)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,5 @@
-"""The module-level API: a lazily created process-wide client and the functions that use it.
+"""The module-level API: ``init()``, which fills the process-wide client slot (``obs/_current.py``), and
+the functions that use that client.
 
 Nothing here imports pydantic, anyio or httpx: ``import obs`` and a disabled SDK stay cheap, and enabling
 one reads its configuration without pydantic (``_config_reader``); HTTP loads with the first request.
@@ -9,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import threading
 import uuid as _uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _current
 from ._log import enable_debug, log, warn_every
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
     from ._flags import FeatureFlagEvaluations
     from ._options import CaptureOptions
 
-_client: Client | DisabledClient | None = None
-_overrides: tuple[dict[str, Any], dict[str, str]] | None = None  # what the client was built from
-_capturing: Client | None = None  # obs.testing's client while it captures: init() keeps it
-_lock = threading.RLock()
 # The variables Settings reads (docs/configuration.md): a change to any of them is a new configuration.
 _ENV_PREFIXES = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
 
@@ -39,14 +36,14 @@ def init(**overrides: Any) -> Client | DisabledClient:
     Without ``POSTHOG_API_KEY`` (or ``api_key=``) the SDK is off: a no-op client, no thread, no network.
     Raises :class:`obs.ConfigError` for configuration that cannot work.
     """
-    global _client, _overrides
     config = (dict(overrides), _obs_environment())
-    with _lock:
-        if _client is not None and _overrides == config and not getattr(_client, "_closed", False):
-            return _client
-        if _capturing is not None and _client is _capturing and not _capturing._closed:
-            return _capturing  # the app's own init() under obs.testing: the events stay captured
-        old = _client
+    with _current.lock:
+        old = _current.client
+        if old is not None and _current.overrides == config and not getattr(old, "_closed", False):
+            return old
+        capturing = _current.capturing
+        if capturing is not None and old is capturing and not capturing._closed:
+            return capturing  # the app's own init() under obs.testing: the events stay captured
         if _key(overrides) is None:
             from ._client import DisabledClient
 
@@ -65,7 +62,7 @@ def init(**overrides: Any) -> Client | DisabledClient:
                 line = problem("sinks", overrides, str(e))
                 raise ConfigError(f"obs configuration is invalid:\n  {line}") from None
             log.debug("obs: enabled, sending to %s via %s", settings.host, settings.sinks)
-        _client, _overrides = new, config
+        _current.client, _current.overrides = new, config
         _set_uncaught_hooks(new)
     if old is not None and old is not new:
         old.shutdown(getattr(old.settings, "shutdown_timeout", None))
@@ -112,7 +109,7 @@ def _key(overrides: dict[str, Any]) -> str | None:
 
 def get_client() -> Client | DisabledClient:
     """The current client, created from the environment on first use."""
-    return _client or _lazy()
+    return _current.client or _lazy()
 
 
 def _lazy() -> Client | DisabledClient:
@@ -122,12 +119,14 @@ def _lazy() -> Client | DisabledClient:
     except Exception as e:
         from ._client import DisabledClient
 
-        global _client, _overrides
         log.error("obs: disabled: %s", e)
-        with _lock:
-            if _client is None:
-                _client, _overrides = DisabledClient(), None
-            return _client
+        with _current.lock:
+            if _current.client is None:
+                _current.client, _current.overrides = DisabledClient(), None
+            return _current.client
+
+
+_current.create = _lazy  # features reach the client through obs._current, never through this module
 
 
 def capture(
@@ -150,7 +149,7 @@ def capture(
     if flags is not None:
         properties = _with_flags(properties, flags)
     if options is not None:
-        return (_client or _lazy()).capture(
+        return (_current.client or _lazy()).capture(
             event,
             properties,
             distinct_id=distinct_id,
@@ -159,7 +158,7 @@ def capture(
             groups=groups,
             options=options,
         )
-    return (_client or _lazy())._put(
+    return (_current.client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "batch", None
     )
 
@@ -177,7 +176,7 @@ def capture_ai(
     """Like :func:`capture`, but sent to PostHog's dedicated AI batch route (larger per-event cap)."""
     if flags is not None:
         properties = _with_flags(properties, flags)
-    return (_client or _lazy())._put(
+    return (_current.client or _lazy())._put(
         "custom", event, properties, distinct_id, timestamp, uuid, groups, "ai", None
     )
 
@@ -195,37 +194,39 @@ def _with_flags(
 
 def identify(distinct_id: Any, properties: Mapping[str, Any] | None = None) -> str | None:
     """Send `$identify` with `$set` person properties, filtered by ``POSTHOG_IDENTIFY_PII``."""
-    return (_client or _lazy()).identify(distinct_id, properties)
+    return (_current.client or _lazy()).identify(distinct_id, properties)
 
 
 def group_identify(
     group_type: str, group_key: str, properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None
 ) -> str | None:
     """Send `$groupidentify`: set ``properties`` on the group ``group_type``/``group_key``."""
-    return (_client or _lazy()).group_identify(group_type, group_key, properties, distinct_id=distinct_id)
+    return (_current.client or _lazy()).group_identify(
+        group_type, group_key, properties, distinct_id=distinct_id
+    )
 
 
 def flush(timeout: float | None = None) -> bool:
     """Block until everything captured so far was handled by every sink (any thread); False on timeout."""
-    c = _client
+    c = _current.client
     return True if c is None else c.flush(timeout)
 
 
 async def aflush(timeout: float | None = None) -> bool:
     """Await :func:`flush` without blocking the event loop (asyncio or trio)."""
-    c = _client
+    c = _current.client
     return True if c is None else await c.aflush(timeout)
 
 
 def shutdown(timeout: float | None = None) -> bool:
     """Flush, close the sinks and stop the worker. Later captures are dropped (counted) until `init()`."""
-    c = _client
+    c = _current.client
     _remove_uncaught_hooks()
     return True if c is None else c.shutdown(timeout)
 
 
 async def ashutdown(timeout: float | None = None) -> bool:
     """Await :func:`shutdown` without blocking the event loop."""
-    c = _client
+    c = _current.client
     _remove_uncaught_hooks()
     return True if c is None else await c.ashutdown(timeout)

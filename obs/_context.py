@@ -12,7 +12,7 @@ from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
-from .decorators._wrap import RERAISE, Probe, wrap
+from ._wrap import RERAISE, Probe, wrap
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

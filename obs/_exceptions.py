@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _api, _flags, _trace
+from . import _current, _flags, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ _WORST_BYTES_PER_CHAR = 6
 _SHORT_MESSAGE = 128  # a message's length once everything else is gone
 _TRUNCATED = re.compile(r"…\[truncated (\d+) chars\]\Z")
 # Our own wrapper frames carry no information for the user; they are left out of stack traces.
-_HIDDEN_MODULES = frozenset({"obs.decorators._wrap", "obs._exceptions", "obs._uncaught"})
+_HIDDEN_MODULES = frozenset({"obs._wrap", "obs._exceptions", "obs._uncaught"})
 if sys.version_info >= (3, 11):
     _GROUPS: tuple[type[BaseException], ...] = (BaseExceptionGroup,)  # noqa: F821
 else:  # pragma: no cover - Python 3.10 has no exception groups
@@ -115,7 +115,7 @@ def capture(
     ``mechanism``, ``handled`` and ``synthetic`` become the root exception's ``mechanism`` (PostHog's
     ``{type, handled, synthetic}``); ``synthetic`` defaults to whether the stack had to be made up here
     (the exception was never raised)."""
-    current = _api.get_client()
+    current = _current.get()
     if not current.enabled or getattr(exc, CAPTURED, None) is not None:
         return None
     client = cast("Client", current)

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _ai_errors, _api, _context, _trace
+from . import _ai_errors, _context, _current, _trace
 from ._cancel import is_cancellation
 from ._log import warn_every
 from ._providers import plain
@@ -482,7 +482,7 @@ class _Off(Generation):
 
 def start(activate: bool = True, **kwargs: Any) -> Generation:
     """A begun Generation with the current client, or a no-op one while the SDK is off."""
-    client = _api.get_client()
+    client = _current.get()
     if not client.enabled:
         return _Off()
     return Generation(client, **kwargs).begin(activate)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import html
 import json
 from typing import Any
 
-from . import _api, _context, _web
+from . import _context, _current, _web
 from ._log import warn_every
 
 MARKER = "data-obs-snippet"  # on the script tag: the injector never adds a second one
@@ -78,7 +78,7 @@ def browser_snippet(request: Any = None, *, nonce: str | None = None) -> str:
     escape it again). Never raises.
     """
     try:
-        client = _api.get_client()
+        client = _current.get()
         settings = getattr(client, "settings", None)
         if not client.enabled or settings is None or not settings.api_key:
             return _markup("")

@@ -21,10 +21,10 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _ai_errors, _api, _context
+from . import _ai_errors, _context, _current
 from ._cancel import is_cancellation
 from ._uuid import uuid7
-from .decorators._wrap import RERAISE, Probe, wrap
+from ._wrap import RERAISE, Probe, wrap
 
 F = TypeVar("F", bound=Callable[..., Any])
 _perf = time.perf_counter
@@ -154,7 +154,7 @@ class Span:
             with contextlib.suppress(ValueError):  # ended in another context: nothing to restore there
                 current.reset(self.token)
             self.token = None
-        client = _api.get_client()
+        client = _current.get()
         if not client.enabled:
             return
         ids = self.ids

@@ -35,7 +35,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from . import _api, _exceptions
+from . import _current, _exceptions
 from ._log import warn_every
 
 _previous: dict[str, Any] = {}
@@ -121,7 +121,7 @@ def _capture(exc: BaseException | None, *, level: str, source: str, props: dict[
 
 
 def _flush() -> None:
-    client = _api._client
+    client = _current.client
     if client is not None and client.enabled:
         client.flush(client.settings.shutdown_timeout)  # type: ignore[union-attr]
 
@@ -129,7 +129,7 @@ def _flush() -> None:
 def _sys_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     captured = _capture(exc, level="fatal", source="python.sys_excepthook", props=None)
     previous = _previous.get("sys", sys.__excepthook__)
-    client = _api._client
+    client = _current.client
     flush = captured and client is not None and client.enabled
     if previous is sys.__excepthook__:  # the traceback first, then the wait
         previous(exc_type, exc, tb)
@@ -223,7 +223,7 @@ def _wrap_typer_hook(module: Any) -> None:
     def except_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         # Flushed before Typer prints: the traceback is the last thing the user sees, then the exit.
         if _capture(exc, level="fatal", source="typer.except_hook", props=None):
-            client = _api._client
+            client = _current.client
             if client is not None and client.enabled:
                 client.flush_before_exit()
         theirs(exc_type, exc, tb)

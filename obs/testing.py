@@ -22,7 +22,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _api, _context
+from . import _context, _current
 from ._flags import FlagOverrides, FlagValue
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class CapturedEvents:
         """Why events may have gone elsewhere: the capturing client was replaced or shut down."""
         if self._ended:
             return None
-        if _api._client is not self.client and not getattr(self.client, "_closed", False):
+        if _current.client is not self.client and not getattr(self.client, "_closed", False):
             return (
                 "Note: obs's current client is not the capturing one (was it replaced during the test?); "
                 "events captured since went there."
@@ -358,9 +358,9 @@ class _Capture:
         client = Client(settings)
         client.flags.close()  # no request ever: the overrides answer every check
         client.flags.overrides = self._flags
-        with _api._lock:
-            self._previous = (_api._client, _api._overrides, _api._capturing)
-            _api._client, _api._overrides, _api._capturing = client, None, client
+        with _current.lock:
+            self._previous = (_current.client, _current.overrides, _current.capturing)
+            _current.client, _current.overrides, _current.capturing = client, None, client
         # Flags remembered by an earlier client were not reported by this one: start with none.
         self._seen = _context.flags_seen.set(None)
         self._captured = CapturedEvents(client, sink, self._flags)
@@ -392,11 +392,11 @@ class _Capture:
     def _restore(self) -> None:
         client = self._captured.client if self._captured is not None else None
         previous_client, previous_overrides, previous_capturing = self._previous
-        with _api._lock:
-            if _api._capturing is client:
-                _api._capturing = previous_capturing
-            if _api._client is client:
-                _api._client, _api._overrides = previous_client, previous_overrides
+        with _current.lock:
+            if _current.capturing is client:
+                _current.capturing = previous_capturing
+            if _current.client is client:
+                _current.client, _current.overrides = previous_client, previous_overrides
         if self._seen is not None:
             try:
                 _context.flags_seen.reset(self._seen)

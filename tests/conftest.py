@@ -31,11 +31,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     token = _context.flags_seen.set(None)
     yield
     _context.flags_seen.reset(token)
-    c = obs._api._client
+    c = obs._current.client
     if c is not None:
         c.shutdown(5)
-    obs._api._client = None
-    obs._api._overrides = None
+    obs._current.client = None
+    obs._current.overrides = None
 
 
 @pytest.fixture

@@ -431,7 +431,7 @@ def test_an_invalid_value_is_one_config_error_naming_what_was_written(
     assert [line.strip() for line in lines[1:] if line.strip().startswith(written)], str(e.value)
     if name.endswith("api_key"):
         assert str(value) not in str(e.value)  # the key itself is never in the message
-    assert obs._api._client is None  # a refused configuration leaves no client behind
+    assert obs._current.client is None  # a refused configuration leaves no client behind
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTS_ANYTHING))
@@ -456,7 +456,7 @@ def test_no_keyword_value_makes_init_raise_anything_but_config_error(name: str) 
             assert f"{name}=" in str(e)
         finally:
             obs.shutdown()
-            obs._api._client = None
+            obs._current.client = None
 
 
 def test_a_variable_pydantic_settings_would_decode_is_a_config_error_too(

@@ -399,7 +399,7 @@ def test_a_refused_connection_is_not_retried(flags_server: FlagsServer) -> None:
     """posthog-python retries a dropped connection but not a refused one; so does obs (`_refused`)."""
     import httpx
 
-    from obs._flags import _refused
+    from obs._flags._remote import _refused
 
     with pytest.raises(httpx.ConnectError) as refused:
         httpx.post(refused_url() + "/flags/?v=4", content=b"{}")
@@ -858,9 +858,9 @@ def test_evaluate_flags_under_obs_testing(flags_server: FlagsServer) -> None:
 def test_feature_flag_called_dedup_is_bounded(
     flags_server: FlagsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from obs import _flags
+    from obs._flags import _events as flag_events
 
-    monkeypatch.setattr(_flags, "_MAX_REPORTED", 3)
+    monkeypatch.setattr(flag_events, "_MAX_REPORTED", 3)
     flags_server.flags = {"on": True}
     sink = MemorySink()
     obs.init(api_key="phc_test", host=flags_server.url, sinks=[sink], flags_cache_ttl=0)

@@ -60,7 +60,7 @@ def test_loading_the_plugin_imports_nothing_heavy_and_starts_nothing() -> None:
         heavy = [m for m in ('httpx', 'anyio', 'pydantic', 'posthog', 'obs.testing') if m in sys.modules]
         assert not heavy, heavy
         assert threading.active_count() == 1, threading.enumerate()
-        assert obs._api._client is None
+        assert obs._current.client is None
         print('ok')
         """,
         env={},
@@ -80,7 +80,7 @@ def test_a_failure_says_what_was_captured(obs_events):
 
 
 def test_the_client_before_the_test_is_back():
-    assert obs._api._client is None
+    assert obs._current.client is None
 """
     )
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")

@@ -135,11 +135,11 @@ def test_user_as_an_object_and_from_a_jwt() -> None:
 
 def test_bootstrap_carries_the_flags_seen_for_this_user_only() -> None:
     on()
-    from obs import _flags
+    from obs._flags import _seen
 
     with obs.context(distinct_id="u-7"):
-        _flags._remember("u-7", "new-nav", True)
-        _flags._remember("u-7", "pricing", "test")
+        _seen.remember("u-7", "new-nav", True)
+        _seen.remember("u-7", "pricing", "test")
         data = parsed(obs.browser_snippet(scope(USER)))
         assert data["config"]["bootstrap"]["featureFlags"] == {"new-nav": True, "pricing": "test"}
         other = parsed(obs.browser_snippet(scope({"id": "someone-else"})))

@@ -1,6 +1,6 @@
-"""Decorators and their one wrapping helper (`_wrap.py`).
+"""Decorators, each a thin layer over the one wrapping helper (`obs/_wrap.py`).
 
-Every decorator is a :class:`~obs.decorators._wrap.Probe` — what to do when a unit of work starts and
+Every decorator is a :class:`~obs._wrap.Probe` — what to do when a unit of work starts and
 ends — handed to ``wrap``, which serves functions, coroutine functions, generators, async generators,
 methods, classmethods and staticmethods alike. All of them are also importable from ``obs``.
 """

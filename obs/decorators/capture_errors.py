@@ -8,7 +8,7 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from .. import _api, _exceptions
 from .._log import warn_every
-from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
+from .._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")

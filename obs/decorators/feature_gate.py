@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 from .. import _flags
 from .._flags import FeatureDisabled, FlagValue
 from .._log import warn_every
-from ._wrap import RUN, Decorator, DistinctId, Probe, distinct_id_for, wrap
+from .._wrap import RUN, Decorator, DistinctId, Probe, distinct_id_for, wrap
 from .capture_errors import _Swallowing
 
 D = TypeVar("D")

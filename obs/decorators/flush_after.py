@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import _api
-from ._wrap import RERAISE, Decorator, Probe, wrap
+from .._wrap import RERAISE, Decorator, Probe, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")

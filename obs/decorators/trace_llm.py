@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import _llm, _providers
-from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
+from .._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import _api, _flags
 from .._cancel import is_cancellation
-from ._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
+from .._wrap import RERAISE, Decorator, DistinctId, Probe, distinct_id_for, wrap
 
 P = ParamSpec("P")
 R = TypeVar("R")

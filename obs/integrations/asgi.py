@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from .. import _api, _exceptions, _web
+from .. import _api, _current, _exceptions, _web
 from .._context import context
 from .._log import log, warn_every
 from .._snippet import browser_snippet
@@ -276,14 +276,14 @@ def _start_client() -> None:
     try:
         client = _api.get_client()
         if getattr(client, "_closed", False):
-            _api.init(**(_api._overrides[0] if _api._overrides else {}))
+            _api.init(**(_current.overrides[0] if _current.overrides else {}))
     except Exception as e:
         _trouble("startup", "obs: starting with the app failed: %r", e)
 
 
 async def _stop_client() -> None:
     try:
-        client = _api._client
+        client = _current.client
         settings = getattr(client, "settings", None)
         if client is None or settings is None:
             return
@@ -294,7 +294,7 @@ async def _stop_client() -> None:
 
 
 def _trouble(key: str, msg: str, *args: Any) -> None:
-    client = _api._client
+    client = _current.client
     stats = getattr(client, "_stats", None)
     if stats is not None:
         stats.incr("integration_errors")

@@ -451,7 +451,7 @@ def test_unknown_sink_spec_is_a_config_error(spec: str) -> None:
     assert repr(spec) in message
     assert "unknown sink" in message
     assert "posthog, console, memory, jsonl:PATH or sqlite[:PATH]" in message
-    assert obs._api._client is None  # nothing half-built was installed
+    assert obs._current.client is None  # nothing half-built was installed
 
 
 def test_unknown_sink_in_the_env_var_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The one wrapping helper behind every obs decorator.
+"""The one wrapping helper behind every obs decorator, ``obs.context`` and ``obs.trace``.
 
 A decorator describes what it does around one *unit of work* as a :class:`Probe`; :func:`wrap` turns any
 callable kind into a wrapper that calls the probe at the unit's start and end. A unit is one call of a
@@ -27,8 +27,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Gene
 from contextvars import Context, copy_context
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
-from .. import _api
-from .._log import warn_every
+from . import _current
+from ._log import warn_every
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -212,7 +212,7 @@ def _sync(fn: Callable[..., Any], probe: Probe) -> Callable[..., Any]:
     idle = probe.idle_when_disabled
 
     def around(*args: Any, **kwargs: Any) -> Any:
-        if idle and (c := _api._client) is not None and not c.enabled:  # off: call straight through
+        if idle and (c := _current.client) is not None and not c.enabled:  # off: call straight through
             return fn(*args, **kwargs)
         state = _start(probe, args, kwargs)
         try:
@@ -245,7 +245,7 @@ def _coro(fn: Callable[..., Awaitable[Any]], probe: Probe) -> Callable[..., Any]
     idle = probe.idle_when_disabled
 
     async def around(*args: Any, **kwargs: Any) -> Any:
-        if idle and (c := _api._client) is not None and not c.enabled:
+        if idle and (c := _current.client) is not None and not c.enabled:
             return await fn(*args, **kwargs)
         state = _start(probe, args, kwargs)
         try:

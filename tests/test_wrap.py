@@ -1,4 +1,4 @@
-"""The one wrapping helper (`obs.decorators._wrap`) behind every decorator, across every callable kind.
+"""The one wrapping helper (`obs._wrap`) behind every decorator, across every callable kind.
 
 Each decorator — bare and with arguments — is applied to a function, coroutine function, generator,
 async generator, instance method, classmethod and staticmethod (the last two with the decorator inside
@@ -23,7 +23,7 @@ import trio
 
 import obs
 from obs._client import Client, DisabledClient
-from obs.decorators._wrap import RERAISE, Probe, wrap
+from obs._wrap import RERAISE, Probe, wrap
 from obs.sinks import MemorySink
 from tests.capture_server import CaptureServer
 
