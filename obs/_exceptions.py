@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic_core import to_json
+
 from . import _current, _flags, _trace
 from ._log import warn_every
 
@@ -480,8 +482,6 @@ def _fit(out: list[dict[str, Any]], stacks: list[_Stack], budget: int) -> None:
     count is far below the budget, as nearly all are, is never encoded here."""
     if _chars(out, stacks) * _WORST_BYTES_PER_CHAR <= budget:
         return
-
-    from pydantic_core import to_json  # on the worker, for the rare oversized exception only
 
     def fits() -> bool:
         for s in stacks:

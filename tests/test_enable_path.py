@@ -65,5 +65,5 @@ def test_import_obs_loads_only_the_module_level_api_and_every_name_on_first_use(
     out = run_py(code, {})
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
-    assert first == str(["obs", "obs._api", "obs._log", "obs._version"])
+    assert first == str(["obs", "obs._api", "obs._current", "obs._log", "obs._version"])
     assert second == "obs.decorators.capture_errors obs._config_reader obs._config"
