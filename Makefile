@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_llm.py
 	$(BIN)/python benchmarks/bench_flags.py
 	$(BIN)/python benchmarks/bench_soak.py
+	$(BIN)/python benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) .obs .pytest_cache .mypy_cache .ruff_cache site

@@ -20,22 +20,24 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _exceptions, _flags, _llm, _options
+from . import _kinds, _options
+from ._frame import current as _current_frame
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
-from ._serialize import Problems, sanitize, sanitize_properties
+from ._serialize import Problems, sanitize, sanitize_into
 from ._stats import Stats
 from ._uuid import uuid7
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._config import Settings
+    from ._flags import Flags
     from ._options import CaptureOptions
     from ._worker import Marker, Worker
     from .sinks import Sink
 
 # Record layout (a plain tuple: the cheapest thing to build on the hot path).
 # (kind, name, properties, distinct_id, timestamp, uuid, groups, frame, route, extra)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _PII_KEYS = frozenset(
     {
         "name",
@@ -52,9 +54,11 @@ _PII_KEYS = frozenset(
         "date_of_birth",
     }
 )
-_AI_KINDS = frozenset({"ai_generation", "ai_embedding", "ai_span", "ai_trace"})
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
-_frame = _context.current.get
+_LIB = {"$lib": "obs", "$lib_version": __version__}
+_KINDS = _kinds.KINDS
+_iso_from_ns = _kinds.iso_from_ns
+_frame = _current_frame.get
 _time_ns = time.time_ns
 
 
@@ -62,27 +66,19 @@ class Client:
     """An enabled obs client. Get one from :func:`obs.init`; the module-level functions use it."""
 
     enabled = True
+    flags: Flags  # feature flags: a part `_flags` registers (`_kinds.register_part`); no I/O until the first
 
     def __init__(self, settings: Settings) -> None:
-        from . import events
-
-        self._kinds = events.EVENT_KINDS
-        self._to_wire = events.to_wire
         self.settings = settings
         self._stats = Stats()
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
         self._super = settings.super_properties()
-        self._error_limiter = (
-            _exceptions.RateLimiter(settings.error_rate_limit, settings.error_rate_window)
-            if settings.error_rate_limit
-            else None
-        )
-        self._in_app = _exceptions.InApp(settings.in_app_modules)
-        scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
-        self._exception_fields = _exceptions.Formatter(scrub, self._in_app).fields
-        self._ai_fields = _llm.Fields(settings, scrub)
-        self.flags = _flags.Flags(self)  # feature flags; no I/O until the first one
+        self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
+        # kind → the builder its feature registered, made on first use
+        self._builders: dict[str, _kinds.Builder | None] = {}
+        self._problems = Problems()  # reused by every event the worker builds (one thread): fewer allocations
+        self._make_parts()
         self._queue: deque[Any] = deque()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
@@ -105,6 +101,10 @@ class Client:
         self._worker = Worker(self, self._sinks)
         self._worker.start()
 
+    def _make_parts(self) -> None:
+        for name, make in _kinds.client_parts().items():
+            setattr(self, name, make(self))
+
     def _build_sinks(self) -> list[Sink]:
         from . import sinks
 
@@ -117,13 +117,9 @@ class Client:
         self._stats = Stats()
         self._epoch, self._reported = 0, -1
         self._marker_lock = threading.Lock()  # the parent's threads may have held these at the fork
-        if self._error_limiter is not None:
-            self._error_limiter = _exceptions.RateLimiter(
-                self.settings.error_rate_limit, self.settings.error_rate_window
-            )
         if self._closed:
             return
-        self.flags = _flags.Flags(self)  # the parent's flag threads did not come along
+        self._make_parts()  # the parent's flag threads did not come along
         self._sinks = self._build_sinks()
         self._start()
 
@@ -174,7 +170,10 @@ class Client:
             return self._report_losses()
         self._closed = True
         self._max_queue = 0
-        self.flags.close()
+        for name in _kinds.client_parts():
+            close = getattr(getattr(self, name, None), "close", None)
+            if callable(close):
+                close()
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
             return not self._queue and self._report_losses()
@@ -450,9 +449,17 @@ class Client:
     # ---------------------------------------------------------------- worker side
 
     def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
-        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
+        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built.
+
+        Built directly, not through the kind's pydantic model and `obs.events.to_wire`: the same dict at
+        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
+        """
         kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
         try:
+            spec = _KINDS[kind]
+            names = spec.names
+            if names is not None and name not in names:
+                raise ValueError(f"a {kind} event cannot be named {name!r}")
             merged = props
             if frame is not None:
                 merged = dict(frame.properties)
@@ -462,43 +469,58 @@ class Client:
                     distinct_id = frame.distinct_id
                 if props:
                     merged.update(props)
-            problems = Problems()
-            clean = sanitize_properties(merged, problems) if merged else {}
-            personless = distinct_id is None or distinct_id == ""
-            if personless:
+            problems = self._problems
+            # Precedence, lowest first: super-properties, the event's own, the kind's typed fields, then
+            # $groups, $process_person_profile and $lib (as `obs.events.to_wire`).
+            out = self._super.copy()
+            if merged:
+                sanitize_into(out, merged, problems)
+            if distinct_id is None or distinct_id == "":
                 # No person: the event's own id, except that every event of one LLM trace shares its
                 # trace id, as posthog-python does.
-                ai_trace = extra.get("trace_id") if kind in _AI_KINDS and extra else None
+                ai_trace = extra.get("trace_id") if extra and "trace_id" in spec.fields else None
                 distinct_id = ai_trace or u
-            fields: dict[str, Any] = {}
-            if kind == "exception":
-                fields = self._exception_fields(extra or {})
-            elif kind in _AI_KINDS:
-                fields = self._ai_fields(kind, extra or {}, lambda v, k: sanitize(v, problems, k))
-            elif extra:
-                fields = {k: sanitize(v, problems, k) for k, v in extra.items()}
-            model = self._kinds[kind]
-            event = model.__pydantic_validator__.validate_python(
-                {
-                    "name": name,
-                    "distinct_id": str(distinct_id),
-                    "properties": clean,
-                    "timestamp": _from_ns(ts) if type(ts) is int else _checked_time(ts, problems),
-                    "uuid": u,
-                    "groups": _groups(groups, problems) if groups else None,
-                    "personless": personless,
-                    **fields,
-                }
-            )
+                personless = True
+            else:
+                personless = False
+            if extra or spec.fields:
+                out.update(_kinds.typed_properties(spec, self._fields(kind, extra or {}, problems)))
+            if groups:
+                g = _groups(groups, problems)
+                if g:
+                    out["$groups"] = g
+            if personless:
+                out["$process_person_profile"] = False
+            out.update(_LIB)
+            wire = {
+                "event": name,
+                "distinct_id": distinct_id if type(distinct_id) is str else str(distinct_id),
+                "properties": out,
+                "timestamp": _iso_from_ns(ts) if type(ts) is int else _kinds.iso(_checked_time(ts, problems)),
+                "uuid": u,
+            }
             if problems.dropped or problems.coerced:
                 self._report(name, problems.dropped, problems.coerced)
-            return self._to_wire(event, self._super)
+                problems.clear()
+            return wire
         except Exception as e:
+            self._problems.clear()
             self._stats.incr("dropped_invalid")
             warn_every(
                 f"build-{type(e).__name__}", 10, "obs: dropped event %r that could not be built: %s", name, e
             )
             return None
+
+    def _fields(self, kind: str, extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
+        """The kind's typed fields from a record's ``extra``: by the builder its feature registered, else
+        each value made JSON-safe."""
+        if kind in self._builders:
+            build = self._builders[kind]
+        else:
+            build = self._builders[kind] = _kinds.builder(kind, self.settings, self._scrub)
+        if build is not None:
+            return build(extra, problems)
+        return {k: sanitize(v, problems, k) for k, v in extra.items()}
 
     def _report(self, name: str, dropped: list[str], coerced: list[str]) -> None:
         if dropped:
@@ -575,10 +597,6 @@ def _groups(groups: Any, problems: Problems) -> dict[str, str] | None:
         except Exception as e:
             problems.dropped.append(f"groups: a group could not be converted ({type(e).__name__})")
     return out or None
-
-
-def _from_ns(ns: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=ns // 1000)  # exact, unlike fromtimestamp(ns / 1e9)
 
 
 def _timestamp(value: Any) -> dt.datetime:

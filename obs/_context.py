@@ -8,39 +8,19 @@ contextvar it follows ``await``, asyncio tasks, anyio task groups and ``anyio.to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar, Token
+from contextvars import Token
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
+from ._frame import Frame, current, flags_seen
 from ._wrap import RERAISE, Probe, wrap
+
+__all__ = ["Frame", "context", "current", "flags_seen", "pop_own"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class Frame:
-    """One level of ``obs.context``: already merged with every enclosing level."""
-
-    __slots__ = ("distinct_id", "properties", "session_id")
-
-    def __init__(self, distinct_id: str | None, session_id: str | None, properties: Mapping[str, Any]):
-        self.distinct_id = distinct_id
-        self.session_id = session_id
-        self.properties = properties
-
-    def __repr__(self) -> str:
-        props = dict(self.properties)
-        return (
-            f"Frame(distinct_id={self.distinct_id!r}, session_id={self.session_id!r}, properties={props!r})"
-        )
-
-
-current: ContextVar[Frame | None] = ContextVar("obs_context", default=None)
-# The feature flags evaluated so far (kept by obs._flags). Each level restores it when it ends, so flags
-# evaluated inside a level are not carried by events captured after it.
-flags_seen: ContextVar[Any] = ContextVar("obs_flags_seen", default=None)
 
 
 class context:

@@ -17,17 +17,20 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic_core import to_json
 
-from . import _current, _flags, _trace
+from . import _current, _flags, _kinds, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._config import Settings
+    from ._serialize import Problems
 
 CAPTURED = "__obs_captured__"  # set on an exception once sent, so outer handlers do not send it again
 _MAX_EXCEPTIONS = 50  # entries in one $exception_list, as posthog-python
@@ -124,9 +127,9 @@ def capture(
     tb = exc.__traceback__
     stack = _current_stack() if tb is None else None  # never raised: the stack where it was reported
     props: dict[str, Any] = {}
-    limiter = client._error_limiter
+    limiter, in_app = _limits(client)
     if limiter is not None:
-        allowed, suppressed = limiter.check(_key(exc, tb, client._in_app))
+        allowed, suppressed = limiter.check(_key(exc, tb, in_app))
         if not allowed:
             client._stats.incr("exceptions_rate_limited")
             _mark(exc, "rate-limited")
@@ -577,3 +580,32 @@ def _filename_for_module(module: str | None, abs_path: str | None) -> str | None
 
 def warn_no_exception() -> None:
     warn_every("no-exception", 60, "obs: capture_exception() called with no exception being handled")
+
+
+# Per client: its rate limiter (None: unlimited) and in-app test, made on its first exception. A forked
+# child starts afresh (a parent's thread may have held the limiter's lock at the fork).
+_per_client: weakref.WeakKeyDictionary[Client, tuple[RateLimiter | None, InApp]] = weakref.WeakKeyDictionary()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_per_client.clear)
+
+
+def _limits(client: Client) -> tuple[RateLimiter | None, InApp]:
+    state = _per_client.get(client)
+    if state is None:
+        s = client.settings
+        limiter = RateLimiter(s.error_rate_limit, s.error_rate_window) if s.error_rate_limit else None
+        state = _per_client.setdefault(client, (limiter, InApp(s.in_app_modules)))
+    return state
+
+
+def _builder(settings: Settings, scrub: Callable[[str], str]) -> _kinds.Builder:
+    """The worker-side builder of `$exception` events: the exception list, level and fingerprint."""
+    fields = Formatter(scrub, InApp(settings.in_app_modules)).fields
+
+    def build(extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
+        return fields(extra)
+
+    return build
+
+
+_kinds.register("exception", _builder)

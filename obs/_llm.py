@@ -21,10 +21,11 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _ai_errors, _context, _current, _trace
+from . import _ai_errors, _context, _current, _kinds, _trace
 from ._cancel import is_cancellation
 from ._log import warn_every
 from ._providers import plain
+from ._serialize import Problems, sanitize
 from ._uuid import uuid7
 
 if TYPE_CHECKING:
@@ -643,3 +644,21 @@ def _placeholder(mime: str | None) -> str:
     else:
         kind = _KINDS.get(mime.lower(), "file")
     return f"[base64 {kind} redacted]"
+
+
+def _builder(kind: str) -> _kinds.Factory:
+    """The worker-side builder of an LLM event kind (generations here, spans and traces from `_trace`)."""
+
+    def factory(settings: Settings, scrub: Callable[[str], str]) -> _kinds.Builder:
+        fields = Fields(settings, scrub)
+
+        def build(extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
+            return fields(kind, extra, lambda v, k: sanitize(v, problems, k))
+
+        return build
+
+    return factory
+
+
+for _kind in ("ai_generation", "ai_embedding", "ai_span", "ai_trace"):
+    _kinds.register(_kind, _builder(_kind))

@@ -34,6 +34,10 @@ class Problems:
         self.dropped: list[str] = []
         self.coerced: list[str] = []
 
+    def clear(self) -> None:
+        self.dropped = []
+        self.coerced = []
+
 
 def sanitize_properties(props: Mapping[Any, Any], problems: Problems) -> dict[str, Any]:
     """A JSON-safe copy of ``props`` with top-level ``None`` values omitted."""
@@ -48,6 +52,22 @@ def sanitize_properties(props: Mapping[Any, Any], problems: Problems) -> dict[st
         else:
             out[key] = _clean(v, key, problems, 1, set())
     return out
+
+
+def sanitize_into(out: dict[str, Any], props: Mapping[Any, Any], problems: Problems) -> None:
+    """Write a JSON-safe copy of ``props`` into ``out``, omitting ``None`` values (also those that could not
+    be converted): one dict per event instead of a copy and a merge."""
+    for k, v in props.items():
+        if v is None:
+            continue
+        t = type(v)
+        key = k if type(k) is str else _key(k)
+        if t is str or t is int or t is bool or (t is float and math.isfinite(v)):
+            out[key] = v
+        else:
+            v = _clean(v, key, problems, 1, set())
+            if v is not None:
+                out[key] = v
 
 
 def sanitize(value: Any, problems: Problems, path: str = "") -> Any:

@@ -92,6 +92,32 @@ class _SinkLane:
         self.done = 0  # number of the last batch its sink finished with (sent or failed)
 
 
+class _Building:
+    """One route's batch being built: its events, and the JSON of the first ``count`` of them, in chunks."""
+
+    __slots__ = ("count", "events", "largest", "parts", "size", "start")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.parts: list[bytes] = []  # one per chunk: its events' JSON, comma-joined, without brackets
+        self.count = 0  # events encoded so far
+        self.size = 0  # bytes of the encoded events, with the commas between them
+        self.largest = 0  # bytes of the largest chunk: no event in the batch is larger
+        self.start = 0  # the first event of the last chunk
+
+    def split_last(self) -> tuple[_Building, _Building]:
+        """(everything but the last chunk, a new batch that starts with it)."""
+        head, rest = _Building(), _Building()
+        cut = self.start
+        head.events, rest.events = self.events[:cut], self.events[cut:]
+        head.parts, rest.parts = self.parts[:-1], self.parts[-1:]
+        head.count, rest.count = cut, len(rest.events)
+        rest.size = rest.largest = len(rest.parts[0])
+        head.size = self.size - rest.size - 1
+        head.largest = max(map(len, head.parts), default=0)
+        return head, rest
+
+
 class _InFlight:
     """A batch handed to the sinks and not yet settled by all of them."""
 
@@ -109,6 +135,7 @@ class _InFlight:
 _gated: weakref.WeakSet[Worker] = weakref.WeakSet()
 _held_for_fork: list[threading.Lock] = []
 LANE_BATCHES = 16  # batches a sink's backlog holds
+ENVELOPE_ROOM = 4096  # bytes of a request body besides its events (api_key, sent_at, …)
 FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next select() before going ahead
 
 
@@ -200,7 +227,10 @@ class Worker:
         self._seq = 0  # number of the last batch handed to the sinks
         self._epoch = 0  # flush epoch of the records being drained (one more per marker reached)
         self._inflight: dict[int, _InFlight] = {}
-        self._pending: dict[Route, list[dict[str, Any]]] = {"batch": [], "ai": []}
+        self._building: dict[Route, _Building] = {"batch": _Building(), "ai": _Building()}
+        self._held: list[tuple[Route, _Building]] = []  # full batches waiting for room in the sinks' backlogs
+        self._target = 0  # bytes of encoded events at which a batch is handed on (set in _main)
+        self._max_events = 0  # events at which a batch is handed on whatever its size (memory bound)
         self._waiting: list[Marker] = []  # markers reached by the drain, not yet acknowledged
         self._room: anyio.Event | None = None  # set by a sink task when it takes a batch off its backlog
         self.stash_time = 0.0  # after an abort: seconds to spend keeping stranded events in the spool
@@ -231,7 +261,7 @@ class Worker:
 
     def in_flight(self) -> int:
         """Events popped from the queue and not yet settled (being built, or in a batch at a sink)."""
-        building = sum(len(v) for v in list(self._pending.values()))
+        building = sum(len(b.events) for b in [*self._building.values(), *(b for _, b in self._held)])
         return building + sum(len(f.batch) for f in list(self._inflight.values()))
 
     def _set_wake(self) -> None:
@@ -266,6 +296,15 @@ class Worker:
         # batches (counted) instead of holding them up.
         buffer = max(4, min(LANE_BATCHES, settings.max_queue_size // settings.flush_at))
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
+        # With a backlog, a batch grows up to max_batch_bytes (one request: HTTP costs CPU per request, not
+        # per event) less room for the request's envelope; flush_at only wakes the worker early. Its events
+        # are capped too, so that what the sinks' backlogs hold when PostHog stalls (buffer + 2 batches:
+        # the backlog, the one being sent, the one waiting for room) stays within max_queue_size / 4.
+        limit = settings.max_batch_bytes
+        self._target = max(limit // 2, limit - ENVELOPE_ROOM)
+        # A whole number of chunks (the cap is checked as each chunk of flush_at is encoded).
+        flush_at = settings.flush_at
+        self._max_events = max(flush_at, settings.max_queue_size // (4 * (buffer + 2)) // flush_at * flush_at)
         async with anyio.create_task_group() as tg:  # an abort cancels everything under it
             self._cancel = tg.cancel_scope.cancel
             if self._aborted:
@@ -312,11 +351,13 @@ class Worker:
         """Empty the queue into the sinks; True when a stop marker was reached."""
         client = self._client
         flush_at = client.settings.flush_at
-        pending = self._pending
+        building = self._building
+        target, max_events = self._target, self._max_events
         stats = client._stats
         drained = 0
+        build, pop = client._build, q.popleft
         while q:
-            rec = q.popleft()
+            rec = pop()
             if type(rec) is Marker:
                 stats.incr("drained", drained)
                 drained = 0
@@ -329,43 +370,52 @@ class Worker:
                     return True
                 continue
             drained += 1
-            wire = client._build(rec)
+            wire = build(rec)
             if wire is None:
                 stats.note_loss(self._epoch, 1)
                 continue
             route = rec[8]
-            events = pending[route]
+            b = building[route]
+            events = b.events
             events.append(wire)
-            if len(events) >= flush_at:
-                pending[route] = []
-                stats.incr("drained", drained)
-                drained = 0
-                await self._emit_when_room(events, route)
-                await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
+            if len(events) - b.count >= flush_at:
+                # Encoded a chunk at a time (one encode per flush_at events), so the batch knows its size
+                # as it grows; a chunk that takes it past the target starts the next batch.
+                before = b.size
+                self._encode_tail(b)
+                if b.size >= target or len(events) >= max_events:
+                    if before and b.size > target:
+                        b, building[route] = b.split_last()
+                    else:
+                        building[route] = _Building()
+                    stats.incr("drained", drained)
+                    drained = 0
+                    await self._emit_when_room(b, route)
+                    await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
         stats.incr("drained", drained)
         await self._emit_pending()
         return False
 
     async def _emit_pending(self) -> None:
         for route in ("batch", "ai"):
-            events = self._pending[route]
-            if events:
-                self._pending[route] = []
-                await self._emit_when_room(events, route)
+            b = self._building[route]
+            if b.events:
+                self._building[route] = _Building()
+                await self._emit_when_room(b, route)
 
-    async def _emit_when_room(self, events: list[dict[str, Any]], route: Route) -> None:
+    async def _emit_when_room(self, b: _Building, route: Route) -> None:
         """Hand a batch to the sinks, first waiting while every one of them has a full backlog."""
         while self._lanes and all(
             ln.send.statistics().current_buffer_used >= ln.buffer for ln in self._lanes
         ):
             self._room = anyio.Event()
-            self._pending[route] = events  # in flight while we wait (an abort settles it from there)
+            self._held.append((route, b))  # in flight while we wait (an abort settles it from there)
             await self._room.wait()
-            self._pending[route] = []
-        self._emit(events, route)
+            self._held.remove((route, b))
+        self._emit(b, route)
 
-    def _emit(self, events: list[dict[str, Any]], route: Route) -> None:
-        batch = self._encoded(events, route)
+    def _emit(self, b: _Building, route: Route) -> None:
+        batch = self._encoded(b, route)
         if not batch:
             return
         stats = self._client._stats
@@ -389,17 +439,32 @@ class Worker:
         if not self._lanes:
             self._settle(self._seq, {})
 
-    def _encoded(self, events: list[dict[str, Any]], route: Route) -> Batch:
-        """The batch with its JSON encoding; an event that cannot be encoded is repaired or dropped alone."""
-        try:
-            blob = to_json(events, inf_nan_mode="null")
-        except Exception:
-            return self._encoded_one_by_one(events, route)
-        batch = Batch(events, route)
-        batch.encoded = blob
+    def _encoded(self, b: _Building, route: Route) -> Batch:
+        """The batch with its JSON encoding (one encode per chunk; see `_encode_tail`)."""
+        if b.count < len(b.events):
+            self._encode_tail(b)
+        batch = Batch(b.events, route)
+        batch.encoded = b"[" + b",".join(b.parts) + b"]"
+        batch.largest_event = b.largest
         return batch
 
-    def _encoded_one_by_one(self, events: list[dict[str, Any]], route: Route) -> Batch:
+    def _encode_tail(self, b: _Building) -> None:
+        """Encode the events not encoded yet as one chunk; one that cannot be is repaired or dropped alone."""
+        tail = b.events[b.count :]
+        try:
+            raw = to_json(tail, inf_nan_mode="null")[1:-1]
+        except Exception:
+            kept, parts = self._encoded_one_by_one(tail)
+            b.events[b.count :] = kept
+            raw = b",".join(parts)
+        b.start = b.count
+        b.count = len(b.events)
+        if raw:
+            b.parts.append(raw)
+            b.size += len(raw) + 1
+            b.largest = max(b.largest, len(raw))
+
+    def _encoded_one_by_one(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[bytes]]:
         kept: list[dict[str, Any]] = []
         parts: list[bytes] = []
         for e in events:
@@ -424,9 +489,7 @@ class Worker:
                 warn_every("encode-utf8", 60, "obs: event %r: invalid UTF-8 sent as U+FFFD", e.get("event"))
             kept.append(e)
             parts.append(raw)
-        batch = Batch(kept, route)
-        batch.encoded = b"[" + b",".join(parts) + b"]"
-        return batch
+        return kept, parts
 
     def _settle(self, seq: int, outcome: Outcome) -> None:
         """One sink is done with batch ``seq``; once all are, count its events."""
@@ -499,10 +562,11 @@ class Worker:
         client, stats = self._client, self._client._stats
         stranded: list[tuple[Batch, int]] = [(f.batch, f.epoch) for f in self._inflight.values()]
         self._inflight.clear()
-        for route, events in self._pending.items():
-            if events:
-                stranded.append((Batch(events, route), self._epoch))
-        self._pending = {"batch": [], "ai": []}
+        for route, b in [*self._held, *self._building.items()]:
+            if b.events:
+                stranded.append((Batch(b.events, route), self._epoch))
+        self._building = {"batch": _Building(), "ai": _Building()}
+        self._held = []
         records: list[tuple[Any, ...]] = []
         while client._queue:
             item = client._queue.popleft()

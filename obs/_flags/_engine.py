@@ -9,7 +9,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _context
+from .. import _context, _kinds
 from .._log import warn_every
 from ._answer import QuotaLimited, read_answer
 from ._cache import Cache
@@ -361,3 +361,6 @@ def _distinct_id(distinct_id: Any, key: str | None) -> str | None:
 
 def _freeze(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+_kinds.register_part("flags", Flags)  # every enabled client's `flags`

@@ -20,6 +20,9 @@ class Batch(list[dict[str, Any]]):
     # The events' JSON (a JSON array, one encode for the whole batch) when the worker made it: sinks that
     # write JSON reuse it instead of encoding again. None for batches built elsewhere.
     encoded: bytes | None = None
+    # Bytes no event of the batch is larger than when encoded (an upper bound), when the worker knows it:
+    # the PostHog sink then need not encode events one by one to check its per-event cap.
+    largest_event: int | None = None
 
     def __init__(self, events: list[dict[str, Any]] | None = None, route: Route = "batch") -> None:
         super().__init__(events or ())

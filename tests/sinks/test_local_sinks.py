@@ -353,7 +353,10 @@ class Hangs:
 def test_a_raising_sink_does_not_stop_the_others(server: CaptureServer, tmp_path: Path) -> None:
     boom, mem, once = Boom(), MemorySink(), FailsOnce()
     db = tmp_path / "events.db"
-    _init(host=server.url, sinks=[boom, mem, "posthog", f"sqlite:{db}", once], flush_at=10)
+    # A small queue keeps each batch at flush_at events even with a backlog: five batches.
+    _init(
+        host=server.url, sinks=[boom, mem, "posthog", f"sqlite:{db}", once], flush_at=10, max_queue_size=100
+    )
     ids = [_cap("iso", {"i": i}, distinct_id="u") for i in range(50)]
     assert not obs.flush(5)  # the failing sink answers the flush, and it says events were lost
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import obs
+from obs import _worker
 from obs._client import Client
 from obs._stats import Stats
 from obs.sinks import Batch, PostHogSink
@@ -558,15 +559,26 @@ async def test_max_batch_bytes_bound_is_tight_for_the_whole_body(server: Capture
 # ------------------------------------------------------------------------------------------- batching
 
 
-def test_flush_at_caps_events_per_request(server: CaptureServer) -> None:
-    _init(server, flush_at=100)
-    ids = _capture(250)
+def test_a_backlog_goes_in_requests_sized_by_bytes_not_by_flush_at(server: CaptureServer) -> None:
+    _init(server, flush_at=100, max_batch_bytes=64 * 1024)
+    # The fork hook holds the worker between two turns of its loop: 2,000 events wait in the queue.
+    _worker._before_fork()
+    try:
+        ids = _capture(2_000)
+    finally:
+        _worker._after_fork_in_parent()
     assert obs.flush(10)
-    assert [e["uuid"] for e in _delivered(server, 250)] == ids
+    assert [e["uuid"] for e in _delivered(server, 2_000)] == ids
 
     sizes = [len(r.events) for r in server.received]
-    assert len(sizes) >= 3
-    assert all(0 < s <= 100 for s in sizes)
-    assert sum(sizes) == 250
-    assert [e["uuid"] for e in server.events()] == ids
-    assert _stats()["sent"] == 250
+    assert sum(sizes) == 2_000
+    assert max(sizes) > 100  # flush_at woke the worker; it does not cut the requests
+    assert len(sizes) >= 5  # ~300 bytes an event: 600 KB do not fit in fewer 64 KiB requests
+    assert all(len(r.raw) <= 64 * 1024 for r in server.received)
+    assert _stats()["sent"] == 2_000
+
+
+def test_without_a_backlog_flush_at_events_go_at_once(server: CaptureServer) -> None:
+    _init(server, flush_at=100)
+    ids = _capture(100)  # the 100th wakes the worker: no flush, no interval (60 s here)
+    assert [e["uuid"] for e in _delivered(server, 100)] == ids
