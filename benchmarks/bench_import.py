@@ -10,7 +10,8 @@ it added to ``sys.modules``. Samples alternate between the two SDKs after one un
 Also shown, for information: the import plus creating an enabled client (``obs.init(api_key=...)``,
 which is when obs loads pydantic, anyio and httpx, vs ``posthog.Client(...)``), then shutting it down.
 
-Target: median ``import obs`` <= 1/3 of median ``import posthog``.
+Target: median ``import obs`` <= 1/8 of median ``import posthog``. ``bench_coldstart.py`` measures the
+whole short process (import, enable, one delivered event, exit) as CPU.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 
 from _harness import REPO, clean_env, machine, median
 
-TARGET = 3
+TARGET = 8
 
 _TEMPLATE = """
 import sys, time, json
@@ -49,6 +50,10 @@ CASES = {
 }
 
 
+# The warm-up writes .pyc files, so that no timed import compiles (PYTHONDONTWRITEBYTECODE would prevent it).
+_ENV = {k: v for k, v in clean_env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def sample(case: str) -> dict[str, float]:
     body, after = CASES[case]
     code = _TEMPLATE.format(body=body, after=after)
@@ -57,7 +62,7 @@ def sample(case: str) -> dict[str, float]:
         capture_output=True,
         text=True,
         cwd=str(REPO),
-        env=clean_env(),
+        env=_ENV,
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

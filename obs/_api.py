@@ -1,8 +1,8 @@
 """The module-level API: ``init()``, which fills the process-wide client slot (``obs/_current.py``), and
 the functions that use that client.
 
-Nothing here imports pydantic, anyio or httpx until a client is actually enabled, so ``import obs`` and a
-disabled SDK stay cheap.
+Nothing here imports pydantic, anyio or httpx: ``import obs`` and a disabled SDK stay cheap, and enabling
+one reads its configuration without pydantic (``_config_reader``); HTTP loads with the first request.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import os
 import sys
 import uuid as _uuidlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _current
 from ._log import enable_debug, log, warn_every
 
 if TYPE_CHECKING:
     from ._client import Client, DisabledClient
+    from ._config import Settings
+    from ._config_reader import Config
     from ._flags import FeatureFlagEvaluations
     from ._options import CaptureOptions
 
@@ -48,13 +50,14 @@ def init(**overrides: Any) -> Client | DisabledClient:
             new: Client | DisabledClient = DisabledClient()
         else:
             from ._client import Client
-            from ._config import ConfigError, load_settings, problem
+            from ._config_reader import ConfigError, problem
 
-            settings = load_settings(**overrides)
+            settings = _settings(overrides)
             if settings.debug:
                 enable_debug()
             try:
-                new = Client(settings)
+                # A Config has every attribute of Settings (tests/test_config_reader.py).
+                new = Client(cast("Settings", settings))
             except ValueError as e:  # an unknown sink spec
                 line = problem("sinks", overrides, str(e))
                 raise ConfigError(f"obs configuration is invalid:\n  {line}") from None
@@ -64,6 +67,19 @@ def init(**overrides: Any) -> Client | DisabledClient:
     if old is not None and old is not new:
         old.shutdown(getattr(old.settings, "shutdown_timeout", None))
     return new
+
+
+def _settings(overrides: dict[str, Any]) -> Config | Settings:
+    """The configuration, read without pydantic when it is plain (the common case: nothing on the enable
+    path builds a pydantic model); otherwise the Settings model accepts it or raises the ConfigError."""
+    from ._config_reader import read_config
+
+    config = read_config(overrides)
+    if config is not None:
+        return config
+    from ._config import load_settings
+
+    return load_settings(**overrides)
 
 
 def _set_uncaught_hooks(client: Client | DisabledClient) -> None:
@@ -86,7 +102,7 @@ def _obs_environment() -> dict[str, str]:
 
 
 def _key(overrides: dict[str, Any]) -> str | None:
-    """The API key without building Settings: a disabled SDK never imports pydantic."""
+    """The API key without reading the rest: a disabled SDK reads nothing else."""
     v = overrides["api_key"] if "api_key" in overrides else os.environ.get("POSTHOG_API_KEY")
     return None if v is None or not str(v).strip() else str(v)
 

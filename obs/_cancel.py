@@ -4,16 +4,14 @@ Cancellation is not a failure of the cancelled work: the caller went away (a cli
 timeout or task group stopped it). asyncio raises ``asyncio.CancelledError``, trio ``trio.Cancelled``;
 anyio raises the backend's own (``anyio.get_cancelled_exc_class()`` is one of the two), so these two
 classes cover all three. An exception group holding nothing but cancellations, as a task group may
-raise, is a cancellation too. Checked without importing trio (it is looked up only when loaded).
+raise, is a cancellation too. Checked without importing trio or asyncio: each is looked up only when
+loaded (an exception of a library never imported cannot exist), so ``import obs`` stays cheap.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
-
-_ASYNCIO = asyncio.CancelledError
 
 
 def is_cancellation(error: BaseException | None) -> bool:
@@ -22,7 +20,8 @@ def is_cancellation(error: BaseException | None) -> bool:
         # Both cancellation classes are BaseExceptions: an Exception never is one (concurrent.futures'
         # CancelledError is an Exception, raised by a *result* that was cancelled: that call failed).
         return False
-    if isinstance(error, _ASYNCIO):
+    aio = sys.modules.get("asyncio.exceptions")
+    if aio is not None and isinstance(error, aio.CancelledError):
         return True
     trio = sys.modules.get("trio")
     if trio is not None and isinstance(error, trio.Cancelled):

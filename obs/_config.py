@@ -1,5 +1,9 @@
 """All configuration: one pydantic-settings model, read from the environment plus keyword overrides.
 
+This model is the typed contract and the source of every ConfigError message; ``obs.init`` reads valid
+configurations through ``_config_reader.read_config`` (the same rules, without pydantic) and builds this
+model only when that reader cannot vouch for a value.
+
 ``POSTHOG_API_KEY`` is the only on/off switch. Misconfiguration that would silently lose data (a personal
 key, a host that is not an http(s) URL, a bad number) raises :class:`ConfigError` at init with one clear
 message; a merely unknown identify mode falls back to ``email`` with one warning.
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -23,25 +26,27 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+# The exception, the variable names and the rules the fast reader shares with this model.
+from ._config_reader import (
+    DEFAULT_HOST,
+    MODULE,
+    OBS_OWNED,
+    PII_MODES,
+    ROUTE,
+    env_name,
+    problem,
+)
+from ._config_reader import (
+    ConfigError as ConfigError,
+)
+
 log = logging.getLogger("obs")
 
 IdentifyPII = Literal["none", "id", "email", "full"]
-_PII_MODES = ("none", "id", "email", "full")
-DEFAULT_HOST = "https://eu.i.posthog.com"
-# PostHog routes a host must not end in: obs adds the route itself (a path prefix, as behind a reverse
-# proxy, is fine). Matched against the path without its trailing slashes.
-_ROUTE = re.compile(r"(/i/v\d+(/[^?#]*)?|/(batch|capture|e|track|engage|flags|decide|s))\Z", re.IGNORECASE)
-_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
-# Set by obs on every event: a base property of that name could never be seen.
-_OBS_OWNED = {
-    "environment": "set it with POSTHOG_ENVIRONMENT / environment=",
-    "$lib": "obs sends its own",
-    "$lib_version": "obs sends its own",
-}
-
-
-class ConfigError(ValueError):
-    """Raised by :func:`obs.init` for configuration that cannot work."""
+_PII_MODES = PII_MODES
+_ROUTE = ROUTE
+_MODULE = MODULE
+_OBS_OWNED = OBS_OWNED
 
 
 class Fix(ValueError):
@@ -354,25 +359,6 @@ def load_settings(**overrides: Any) -> Settings:
     raise ConfigError("obs configuration is invalid:\n  " + "\n  ".join(problems))
 
 
-def env_name(field: str) -> str:
-    """The environment variable of setting ``field``."""
-    alias = Settings.model_fields[field].validation_alias
-    return alias if isinstance(alias, str) else field
-
-
-def problem(field: str, overrides: Mapping[str, Any], message: str, fix: Any = None) -> str:
-    """One line of a ConfigError: what the user wrote for ``field`` (keyword or variable), the message,
-    and, given a ``fix``, the corrected value in the same form."""
-    if field in overrides:
-        name, value = field, overrides[field]
-    else:
-        name, value = env_name(field), os.environ.get(env_name(field))
-    line = f"{name}={_shown(field, value)}: {message}" if value is not None else f"{name}: {message}"
-    if fix is not None:
-        line += f"; use {name}={_shown(field, fix)}"
-    return line
-
-
 def _problem(err: Any, overrides: Mapping[str, Any]) -> str:
     loc = err.get("loc") or ()
     if not loc:
@@ -418,16 +404,6 @@ def _undecodable(e: SettingsError, overrides: Mapping[str, Any]) -> str:
         return f"settings: {e}"
     cause = e.__cause__
     return problem(field, overrides, f"must be JSON ({cause})" if cause else "must be JSON")
-
-
-def _shown(field: str, value: Any) -> str:
-    """``value`` as the user wrote it, short, and never a secret: a key shows only its prefix."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if field.endswith("api_key") and isinstance(value, str):
-        return repr(value[:4] + "…") if len(value) > 4 else repr(value)
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "…"
 
 
 def _host_problem(raw: str) -> tuple[str | None, str | None]:

@@ -11,9 +11,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._version import __version__
+from ._version import LIB, __version__
 
-LIB = "obs"
 # What obs adds to every event besides `environment`/`release`; readable outputs (console, demo) hide them.
 SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$geoip_disable", "$is_server"})
 _UTC = dt.timezone.utc

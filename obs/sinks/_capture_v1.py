@@ -31,8 +31,7 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 
 from .._options import PROPERTIES
-from .._version import __version__
-from ..events import LIB
+from .._version import LIB, __version__
 
 PATH = "/i/v1/analytics/events"
 SDK_INFO = f"{LIB}/{__version__}"

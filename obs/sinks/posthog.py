@@ -38,7 +38,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import anyio
-import httpx
 from pydantic_core import to_json
 
 from .._log import log, warn_every
@@ -48,6 +47,8 @@ from . import _capture_v1 as v1
 from ._base import Batch, Route
 
 if TYPE_CHECKING:
+    import httpx
+
     from ._spool import Spool, SpooledBatch
 
 BATCH_PATH = "/batch/"
@@ -184,11 +185,22 @@ class PostHogSink:
         self._outage = False  # with a spool: the endpoint is failing, new batches go straight to disk
         self._resend_wake: anyio.Event | None = None
         self._kept: Batch | None = None  # the batch a cancelled send had already left in the spool
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            headers={"Content-Type": "application/json", "User-Agent": f"obs-python/{__version__}"},
-        )
+        # httpx (~0.1 s of CPU to import) loads with the first request, on the worker: enabling obs
+        # does not pay for it, and a process that never sends never loads it.
+        self._timeout = timeout
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._transport,
+                headers={"Content-Type": "application/json", "User-Agent": f"obs-python/{__version__}"},
+            )
+        return self._http
 
     # ------------------------------------------------------------------------------------ sending
 
@@ -300,8 +312,11 @@ class PostHogSink:
         else:
             url = self.host + (AI_PATH if route == "ai" else BATCH_PATH)
             body = self._body(req.events)
+        http = self._client()
+        import httpx  # loaded by _client()
+
         try:
-            resp = await self._http.post(url, content=body, headers=headers)
+            resp = await http.post(url, content=body, headers=headers)
         except httpx.TransportError as e:  # connect refused, reset, timeouts, DNS
             return _Answer(None, f"{type(e).__name__}: {e}")
         status = resp.status_code
@@ -562,7 +577,8 @@ class PostHogSink:
         return self._spool.pending()[0] if self._spool is not None else 0
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
         if self._spool is not None:
             self._spool.close()
 

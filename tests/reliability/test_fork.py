@@ -105,3 +105,42 @@ def test_fork_during_the_parents_first_lookup(server: CaptureServer) -> None:
     assert rounds >= 5
     assert server.wait_for_events(4 * rounds, timeout=10)
     assert Counter(e["event"] for e in server.events()) == {"parent": 3 * rounds, "child": rounds}
+
+
+FORK_DURING_IMPORT = """
+import os, sys, threading, time
+import obs
+
+importing, imported = threading.Event(), threading.Event()
+
+class SlowHttpx:
+    # Makes the worker's first request's `import httpx` take long enough for a fork to land inside it.
+    def find_spec(self, name, path=None, target=None):
+        if name == "httpx" and threading.current_thread() is not threading.main_thread():
+            importing.set()
+            time.sleep(0.5)
+        return None
+
+sys.meta_path.insert(0, SlowHttpx())
+obs.init(flush_at=1, flush_interval=60)
+assert "httpx" not in sys.modules  # enabling obs did not load HTTP: its first request will
+obs.capture("parent", distinct_id="parent")  # wakes the worker, which imports httpx to send it
+assert importing.wait(10)
+pid = os.fork()  # the before-fork hook waits for the worker (mid-import) to finish first
+if pid == 0:
+    obs.capture("child", distinct_id="child")
+    os._exit(0 if obs.flush(10) else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_fork_while_the_worker_imports_http_on_its_first_request(server: CaptureServer) -> None:
+    # httpx loads on the worker thread with the first request, not at init. A fork in the middle of that
+    # import would leave the child with a half-imported module whose import lock no thread will release:
+    # its worker's first request would hang. The fork gate waits for the import instead.
+    out = run_py(FORK_DURING_IMPORT, {"POSTHOG_API_KEY": "phc_fork", "POSTHOG_HOST": server.host_url})
+    assert out.returncode == 0, out.stderr
+    assert "child 0" in out.stdout, out.stdout + out.stderr
+    assert server.wait_for_events(2, timeout=10)
+    assert Counter(e["event"] for e in server.events()) == {"parent": 1, "child": 1}
