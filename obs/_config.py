@@ -35,6 +35,7 @@ from ._config_reader import (
     ROUTE,
     env_name,
     problem,
+    super_properties,
 )
 from ._config_reader import (
     ConfigError as ConfigError,
@@ -332,15 +333,7 @@ class Settings(BaseSettings):
 
     def super_properties(self) -> dict[str, Any]:
         """What every event carries under its own properties: the base properties, then obs's."""
-        props: dict[str, Any] = dict(self.properties)
-        props["environment"] = self.environment
-        if self.release is not None:
-            props["release"] = self.release
-        if self.disable_geoip:
-            props["$geoip_disable"] = True
-        if self.is_server:
-            props["$is_server"] = True
-        return props
+        return super_properties(self)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -321,15 +321,7 @@ class Config:
 
     def super_properties(self) -> dict[str, Any]:
         """What every event carries under its own properties: the base properties, then obs's."""
-        props: dict[str, Any] = dict(self.properties)
-        props["environment"] = self.environment
-        if self.release is not None:
-            props["release"] = self.release
-        if self.disable_geoip:
-            props["$geoip_disable"] = True
-        if self.is_server:
-            props["$is_server"] = True
-        return props
+        return super_properties(self)
 
     def model_dump(self) -> dict[str, Any]:
         """Every setting by name (keys stay :class:`Secret`), as Settings.model_dump() gives them."""
@@ -397,3 +389,17 @@ def shown(field: str, value: Any) -> str:
         return repr(value[:4] + "…") if len(value) > 4 else repr(value)
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "…"
+
+
+def super_properties(settings: Any) -> dict[str, Any]:
+    """What every event carries under its own properties: the base properties, then obs's (for a `Config`
+    and for the `Settings` model alike)."""
+    props: dict[str, Any] = dict(settings.properties)
+    props["environment"] = settings.environment
+    if settings.release is not None:
+        props["release"] = settings.release
+    if settings.disable_geoip:
+        props["$geoip_disable"] = True
+    if settings.is_server:
+        props["$is_server"] = True
+    return props
