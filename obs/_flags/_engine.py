@@ -64,14 +64,10 @@ class Flags:
         disable_geoip: bool | None = None,
     ) -> Any:
         """The flag's value (its payload when not ``report``), or ``default``; blocks on a cache miss."""
-        did = _distinct_id(distinct_id, key)
-        if did is None:
+        begun = self._begin(key, distinct_id, groups, person_properties, group_properties, disable_geoip)
+        if begun is None:
             return default
-        if groups or person_properties or group_properties or disable_geoip is not None:
-            args, ck = self._call(key, did, groups, person_properties, group_properties, disable_geoip)
-        else:  # the common check, kept cheap: a hot @feature_gate costs about a microsecond
-            args, ck = (key, did, None, None, None, self._geoip), (did, key)
-        result = self._fast(ck, args)
+        args, ck, result = begun
         if result is None:
             result = self._wait(self._shared(ck, args))
         return self._use(result, args, default, report, disable_geoip)
@@ -88,14 +84,10 @@ class Flags:
         disable_geoip: bool | None = None,
     ) -> Any:
         """`get` for async code (asyncio or trio): a cache miss is awaited, never blocking the loop."""
-        did = _distinct_id(distinct_id, key)
-        if did is None:
+        begun = self._begin(key, distinct_id, groups, person_properties, group_properties, disable_geoip)
+        if begun is None:
             return default
-        if groups or person_properties or group_properties or disable_geoip is not None:
-            args, ck = self._call(key, did, groups, person_properties, group_properties, disable_geoip)
-        else:  # the common check, kept cheap: a hot @feature_gate costs about a microsecond
-            args, ck = (key, did, None, None, None, self._geoip), (did, key)
-        result = self._fast(ck, args)
+        args, ck, result = begun
         if result is None:
             result = await self._await(self._shared(ck, args))
         return self._use(result, args, default, report, disable_geoip)
@@ -110,9 +102,9 @@ class Flags:
         flag_keys: Iterable[str] | None,
     ) -> FeatureFlagEvaluations:
         """Every flag (or ``flag_keys``) for the user in one snapshot; blocks for its one request."""
-        call = self._snapshot_call(distinct_id, groups, person_properties, group_properties, disable_geoip)
-        keys = None if flag_keys is None else [str(k) for k in flag_keys]
-        ready = self._snapshot_now(call, keys)
+        call, keys, ready = self._snapshot_begin(
+            distinct_id, groups, person_properties, group_properties, disable_geoip, flag_keys
+        )
         if ready is not None:
             return ready
         snapshot = self._wait(self._evaluate_all(call, keys))
@@ -128,9 +120,9 @@ class Flags:
         flag_keys: Iterable[str] | None,
     ) -> FeatureFlagEvaluations:
         """`evaluate` for async code (asyncio or trio); never blocks the loop."""
-        call = self._snapshot_call(distinct_id, groups, person_properties, group_properties, disable_geoip)
-        keys = None if flag_keys is None else [str(k) for k in flag_keys]
-        ready = self._snapshot_now(call, keys)
+        call, keys, ready = self._snapshot_begin(
+            distinct_id, groups, person_properties, group_properties, disable_geoip, flag_keys
+        )
         if ready is not None:
             return ready
         snapshot = await self._await(self._evaluate_all(call, keys))
@@ -147,6 +139,26 @@ class Flags:
             self._local.close()
 
     # ---- one flag
+
+    def _begin(
+        self,
+        key: str,
+        distinct_id: Any,
+        groups: Mapping[str, Any] | None,
+        person_properties: Mapping[str, Any] | None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None,
+        disable_geoip: bool | None,
+    ) -> tuple[tuple[Any, ...], Any, Result | None] | None:
+        """What `get` and `aget` share: the check's arguments, its cache key and the answer already at hand
+        (None: ask the private loop); None when there is no user to ask for."""
+        did = _distinct_id(distinct_id, key)
+        if did is None:
+            return None
+        if groups or person_properties or group_properties or disable_geoip is not None:
+            args, ck = self._call(key, did, groups, person_properties, group_properties, disable_geoip)
+        else:  # the common check, kept cheap: a hot @feature_gate costs about a microsecond
+            args, ck = (key, did, None, None, None, self._geoip), (did, key)
+        return args, ck, self._fast(ck, args)
 
     def _call(
         self,
@@ -221,17 +233,22 @@ class Flags:
 
     # ---- a snapshot of every flag
 
-    def _snapshot_call(
+    def _snapshot_begin(
         self,
         distinct_id: Any,
         groups: Mapping[str, Any] | None,
         person_properties: Mapping[str, Any] | None,
         group_properties: Mapping[str, Mapping[str, Any]] | None,
         disable_geoip: bool | None,
-    ) -> tuple[Any, ...]:
+        flag_keys: Iterable[str] | None,
+    ) -> tuple[tuple[Any, ...], list[str] | None, FeatureFlagEvaluations | None]:
+        """What `evaluate` and `aevaluate` share: the snapshot's call, its keys, and the snapshot itself
+        when no request is needed (None: ask the private loop)."""
         did = _distinct_id(distinct_id, None)
         geo = self._geoip if disable_geoip is None else bool(disable_geoip)
-        return (did, dict(groups or {}), person_properties, group_properties, geo, disable_geoip)
+        call = (did, dict(groups or {}), person_properties, group_properties, geo, disable_geoip)
+        keys = None if flag_keys is None else [str(k) for k in flag_keys]
+        return call, keys, self._snapshot_now(call, keys)
 
     def _empty(self, call: tuple[Any, ...]) -> FeatureFlagEvaluations:
         did, groups, _, _, _, disable_geoip = call
