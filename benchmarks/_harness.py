@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -35,7 +36,7 @@ _ENV_PREFIXES = ("POSTHOG_", "OBS_", "LOCAL_DEV_MODE", "RELEASE_CHANNEL")
 _NODELAY_BOOT = (
     "import runpy, socketserver, sys; "
     "socketserver.StreamRequestHandler.disable_nagle_algorithm = True; "
-    "sys.argv = [{path!r}]; "
+    "sys.argv = [{path!r}, *sys.argv[1:]]; "
     "runpy.run_path({path!r}, run_name='__main__')"
 )
 
@@ -52,11 +53,11 @@ class ServerProcess:
     """A test server (``tests/capture_server.py`` unless ``script`` names another that prints its URL and
     stops when stdin closes) in its own process, so it never competes with the SDK for the GIL."""
 
-    def __init__(self, *, as_is: bool = False, script: Path = SERVER) -> None:
+    def __init__(self, *, as_is: bool = False, script: Path = SERVER, args: Sequence[str] = ()) -> None:
         if as_is:
-            cmd = [sys.executable, str(script)]
+            cmd = [sys.executable, str(script), *args]
         else:
-            cmd = [sys.executable, "-c", _NODELAY_BOOT.format(path=str(script))]
+            cmd = [sys.executable, "-c", _NODELAY_BOOT.format(path=str(script)), *args]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(REPO), env=clean_env()
         )

@@ -56,9 +56,10 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from _harness import REPO, _version, clean_env, machine, median
+from _harness import REPO, ServerProcess, _version, clean_env, machine, median
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTOR = os.path.join(HERE, "_collector.py")
@@ -88,46 +89,13 @@ blocked: list[str] = []
 # ---------------------------------------------------------------- the collector, in its own process
 
 
-class Collector:
+def start_collector(*, hang: bool = False) -> ServerProcess:
     """benchmarks/_collector.py in another process, so it never competes with an SDK for the GIL."""
-
-    def __init__(self, *, hang: bool = False) -> None:
-        cmd = [sys.executable, COLLECTOR, *(["--hang"] if hang else [])]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self._proc.stdout is not None
-        self.url = self._proc.stdout.readline().strip()
-        if not self.url.startswith("http://127.0.0.1:"):
-            self.close()
-            raise RuntimeError(f"the collector did not start (printed {self.url!r})")
-
-    def count(self) -> int:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write("?\n")
-        self._proc.stdin.flush()
-        return int(self._proc.stdout.readline())
-
-    def settled(self, expected: int, timeout: float = 5.0) -> int:
-        """The count once it reaches ``expected`` or stops moving (a peer's last request may be counted just
-        after its process returned)."""
-        deadline, last, still = time.monotonic() + timeout, -1, time.monotonic()
-        while True:
-            n = self.count()
-            if n >= expected:
-                return n
-            if n != last:
-                last, still = n, time.monotonic()
-            elif time.monotonic() - still > 0.5 or time.monotonic() > deadline:
-                return n
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+    server = ServerProcess(as_is=True, script=Path(COLLECTOR), args=["--hang"] if hang else [])
+    if not server.url.startswith("http://127.0.0.1:"):
+        server.close()
+        raise RuntimeError(f"the collector did not start (printed {server.url!r})")
+    return server
 
 
 # ---------------------------------------------------------------- inside a peer's process
@@ -549,7 +517,7 @@ socket.socket.connect, socket.getaddrinfo = _c, _g
 """
 
 
-def cold(peer: str, collector: Collector, env: dict[str, str]) -> dict[str, Any]:
+def cold(peer: str, collector: ServerProcess, env: dict[str, str]) -> dict[str, Any]:
     before = collector.count()
     code = f"URL = {collector.url!r}\n{GUARD}\n{COLD[peer]}"
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -560,7 +528,7 @@ def cold(peer: str, collector: Collector, env: dict[str, str]) -> dict[str, Any]
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    got = 0 if peer == "python" else collector.settled(before + 1) - before
+    got = 0 if peer == "python" else collector.settled_count(before + 1) - before
     return {"value": cpu * 1000, "delivered": got}
 
 
@@ -659,7 +627,7 @@ def main() -> None:
     res: dict[str, dict[str, list[dict[str, Any]]]] = {p: {} for p in peers}
     errors: list[str] = []
     refused: set[str] = set()
-    live, paused = Collector(), Collector(hang=True)
+    live, paused = start_collector(), start_collector(hang=True)
     try:
         for r in range(args.repeats):
             order = peers[r % len(peers) :] + peers[: r % len(peers)]  # rotate: no peer always runs first
@@ -674,7 +642,7 @@ def main() -> None:
                     before = live.count()
                     out = run_child(p, m, paused.url if m == "memory" else live.url, args, env)
                     if "error" not in out and m in ("producer", "e2e"):
-                        out["received"] = live.settled(before + out["sent"]) - before
+                        out["received"] = live.settled_count(before + out["sent"]) - before
                     refused.update(out.get("blocked", []))
                     res[p].setdefault(m, []).append(out)
     finally:
