@@ -33,6 +33,7 @@ from ._config_reader import (
     OBS_OWNED,
     PII_MODES,
     ROUTE,
+    derive_environment,
     env_name,
     problem,
     super_properties,
@@ -318,13 +319,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_environment(self) -> Settings:
-        if self.environment is None:
-            if self.local_dev_mode:
-                self.environment = "local"
-            else:
-                self.environment = self.release_channel or self.deployment_env or "unknown"
-        if self.release is None:
-            self.release = self.release_channel
+        derive_environment(self)
         return self
 
     @property

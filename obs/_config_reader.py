@@ -351,14 +351,7 @@ def read_config(overrides: Mapping[str, Any], environ: Mapping[str, str] = os.en
         return None
     if any(name not in FIELDS for name in overrides):
         return None  # the model names the unknown keyword
-    # The fallback chain of Settings._derive_environment.
-    if config.environment is None:
-        if config.local_dev_mode:
-            config.environment = "local"
-        else:
-            config.environment = config.release_channel or config.deployment_env or "unknown"
-    if config.release is None:
-        config.release = config.release_channel
+    derive_environment(config)
     return config
 
 
@@ -403,3 +396,16 @@ def super_properties(settings: Any) -> dict[str, Any]:
     if settings.is_server:
         props["$is_server"] = True
     return props
+
+
+def derive_environment(settings: Any) -> None:
+    """The fallback chain of ``environment`` and ``release`` (for a `Config` and the `Settings` model alike):
+    POSTHOG_ENVIRONMENT, else "local" under LOCAL_DEV_MODE, else RELEASE_CHANNEL, OBS_DEPLOYMENT_ENV,
+    "unknown"; OBS_RELEASE, else RELEASE_CHANNEL."""
+    if settings.environment is None:
+        if settings.local_dev_mode:
+            settings.environment = "local"
+        else:
+            settings.environment = settings.release_channel or settings.deployment_env or "unknown"
+    if settings.release is None:
+        settings.release = settings.release_channel
