@@ -25,12 +25,12 @@ import pytest
 
 from obs.cli.viewer.app import CSP
 from obs.sinks.sqlite import read_events
+from tests.browser import launch_chromium
 from tests.capture_server import free_port
 from tests.cli import viewer_app
 from tests.llm_servers import LLMReply, LLMServer
 from tests.procs import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 APP = Path(viewer_app.__file__)
 STATIC = ROOT / "obs" / "cli" / "viewer" / "static"
@@ -170,18 +170,8 @@ def writer(store: Path, llm: LLMServer, viewer: Viewer) -> Iterator[Writer]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); .ci/run does"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: `make .venv/.installed` installs the dev extras")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    with launch_chromium(ARGS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

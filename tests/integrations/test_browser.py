@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +20,11 @@ from fastapi.responses import HTMLResponse
 
 import obs
 from obs.integrations.fastapi import instrument
+from tests.browser import launch_chromium
 from tests.integrations.web_apps import ALICE, HOSTILE
 from tests.posthog_js_server import DIST, PostHogJSServer
 from tests.uvicorn_server import UvicornServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
@@ -98,20 +97,10 @@ def create_browser_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); .ci/run does"
-        )
     if not (DIST / "array.js").is_file():
         pytest.fail(f"posthog-js is missing ({DIST}): run `npm install` in tests/web; .ci/run does")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: `make .venv/.installed` installs the dev extras")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    with launch_chromium(ARGS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
