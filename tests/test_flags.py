@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import posthog
 import pytest
-import trio
 
 import obs
 import obs.testing
@@ -29,6 +28,7 @@ from obs._client import Client
 from obs.sinks import MemorySink
 from tests.capture_server import Reply, refused_url
 from tests.flags_server import EVALUATED_AT, PERSONAL_KEY, SHAPES, FlagsServer, flag, flag_id
+from tests.runners import RUNNERS
 
 Memory = tuple[Client, MemorySink]
 
@@ -180,23 +180,6 @@ def test_values_variants_and_payloads(remote: tuple[FlagsServer, MemorySink], sh
     assert obs.get_feature_flag_payload("on", "u") == [1, 2]
     assert obs.get_feature_flag_payload("off", "u", default="none") == "none"
     assert obs.get_client().stats()["flag_errors"] == 0
-
-
-def _asyncio_run(main: Callable[[], Awaitable[Any]]) -> Any:
-    async def run() -> Any:
-        return await main()
-
-    return asyncio.run(run())
-
-
-# The async functions must work on each: anyio on trio sets sniffio's contextvar to "trio", which a
-# request started in a copy of the caller's context would carry onto obs's asyncio loop.
-RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
-    "asyncio": _asyncio_run,
-    "trio": trio.run,
-    "anyio-trio": lambda main: anyio.run(main, backend="trio"),
-    "anyio-asyncio": lambda main: anyio.run(main, backend="asyncio"),
-}
 
 
 @pytest.fixture(params=list(RUNNERS))

@@ -11,12 +11,12 @@ from typing import Any
 
 import anyio
 import pytest
-import trio
 
 import obs
 from obs.sinks import MemorySink
 from obs.testing import CapturedEvents, FlagOverrides
 from tests.flags_server import FlagsServer
+from tests.runners import RUNNERS as ALL_RUNNERS
 
 
 @pytest.fixture
@@ -95,18 +95,7 @@ def test_fallback_raises_feature_disabled(gates: tuple[FlagsServer, MemorySink])
         lookup()
 
 
-def _asyncio_run(main: Callable[[], Awaitable[Any]]) -> Any:
-    async def run() -> Any:
-        return await main()
-
-    return asyncio.run(run())
-
-
-RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
-    "asyncio": _asyncio_run,
-    "trio": trio.run,
-    "anyio-trio": lambda main: anyio.run(main, backend="trio"),
-}
+RUNNERS = {k: ALL_RUNNERS[k] for k in ("asyncio", "trio", "anyio-trio")}
 
 
 @pytest.fixture(params=list(RUNNERS))
