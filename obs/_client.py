@@ -109,6 +109,8 @@ class Client:
         self._worker = None
         self._start_lock = threading.Lock()  # held while the worker starts, and by a cold post
         self._start_now = threading.Event()
+        if any(getattr(s, "spool_pending", lambda: 0)() for s in self._sinks):
+            self._start_now.set()  # events an earlier run left in the spool: the worker re-sends them now
         threading.Thread(target=self._start_later, name="obs-starter", daemon=True).start()
 
     def _start_later(self) -> None:
