@@ -239,6 +239,7 @@ class Client:
             return self._report_losses()
         self._closed = True
         self._max_queue = 0
+        self._start_now.set()  # the starter ends: from now on only this thread may start the worker
         for name in _kinds.client_parts():
             close = getattr(getattr(self, name, None), "close", None)
             if callable(close):
@@ -248,7 +249,6 @@ class Client:
         if worker is None:
             done = self._cold_flush(timeout)
             if done is not None:
-                self._start_now.set()  # the starter ends: there is nothing left for a worker to do
                 return done
             worker = self._ensure_worker()
         if not worker.thread.is_alive():
