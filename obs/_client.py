@@ -115,13 +115,18 @@ class Client:
 
     def _start_later(self) -> None:
         self._start_now.wait(self.settings.flush_interval)
-        with self._start_lock:
-            if self._worker is None and not self._closed:  # after shutdown() only the closing thread may
-                self._start_worker()
+        self._ensure_worker(unless_closed=True)  # after shutdown() only the closing thread may start it
 
-    def _ensure_worker(self) -> Worker:
+    def _ensure_worker(self, unless_closed: bool = False) -> Worker | None:
+        """The worker, started now if it was not; None (logged) if it cannot start: events stay queued."""
         with self._start_lock:
-            return self._worker or self._start_worker()
+            if self._worker is not None or (unless_closed and self._closed):
+                return self._worker
+            try:
+                return self._start_worker()
+            except Exception:
+                log.exception("obs: could not start the worker; events stay queued")
+                return None
 
     def _start_worker(self) -> Worker:
         """Import and start the worker; the caller holds ``_start_lock``."""
@@ -198,6 +203,8 @@ class Client:
             if done is not None:
                 return done
             worker = self._ensure_worker()
+            if worker is None:
+                return False
             if timeout is not None:
                 timeout = max(0.0, timeout - (time.monotonic() - started))
         if not worker.thread.is_alive():
@@ -251,6 +258,8 @@ class Client:
             if done is not None:
                 return done
             worker = self._ensure_worker()
+            if worker is None:
+                return False
         if not worker.thread.is_alive():
             return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:

@@ -3,10 +3,12 @@
 A process that captures a few events and exits before ``flush_interval`` has passed has not started the
 worker (`Client` starts it lazily). Its `flush()`/`shutdown()` (and so the exit flush) then builds the queued
 events with the worker's own builder (`Client._build`), encodes them and POSTs them once per route with the
-standard library's `http.client`, blocking, on the calling thread: no event loop, no httpx, no pydantic.
+standard library's `http.client`, blocking, on the calling thread: no event loop, no httpx, no pydantic. The
+request is the sink's: its body, paths and headers come from `sinks/_wire.py` (legacy) and
+`sinks/_capture_v1.py` (capture v1, whose per-event verdicts leave `retry` and `drop` events to the worker).
 
 It is only a shortcut for the common case. It applies only when nothing it cannot do is asked for: the
-default PostHog sink alone, capture v0, no proxy or certificate variables that httpx would honour, and no
+default PostHog sink alone, no proxy or certificate variables that httpx would honour, and no
 events waiting in the spool (the worker re-sends those). Whatever goes wrong — no connection, a timeout, an
 answer other than 2xx, an event that cannot be encoded, a body over ``max_batch_bytes`` — the events go back
 to the front of the queue and the worker takes over with its retries, spool and counting. After an
@@ -16,6 +18,7 @@ it carries the same uuid, and PostHog keeps one.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -23,6 +26,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from .sinks import Route, _wire
+from .sinks import _capture_v1 as v1
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -36,7 +40,7 @@ _Record = tuple[Any, ...]
 def usable(client: Client) -> bool:
     """Whether ``client``'s queued events may be sent by :func:`send` instead of the worker."""
     settings = client.settings
-    if settings.capture_mode != "v0" or settings.sinks != ["posthog"] or len(client._sinks) != 1:
+    if settings.sinks != ["posthog"] or len(client._sinks) != 1:
         return False
     scheme = urllib.parse.urlsplit(settings.host).scheme
     if scheme not in ("http", "https"):
@@ -74,12 +78,12 @@ def send(client: Client, records: list[_Record], timeout: float) -> list[_Record
         stats.note_loss(client._epoch, invalid)
     back: list[tuple[_Record, dict[str, Any], int, int]] = []
     for route, built in routes.items():
-        if _post(client, route, [wire for _, wire, _, _ in built], timeout):
-            stats.incr("drained", len(built))
-            stats.incr("queued", len(built))
-            stats.incr("sent", len(built))
-        else:
-            back.extend(built)
+        missed = _post(client, route, [wire for _, wire, _, _ in built], timeout)
+        sent = sum(1 for _, wire, _, _ in built if wire["uuid"] not in missed)
+        stats.incr("drained", sent)
+        stats.incr("queued", sent)
+        stats.incr("sent", sent)
+        back.extend(b for b in built if b[1]["uuid"] in missed)
     if not back:
         return []
     stats.incr("properties_dropped", -sum(d for _, _, d, _ in back))
@@ -88,31 +92,63 @@ def send(client: Client, records: list[_Record], timeout: float) -> list[_Record
     return sorted((rec for rec, _, _, _ in back), key=lambda rec: order[id(rec)])
 
 
-def _post(client: Client, route: Route, events: list[dict[str, Any]], timeout: float) -> bool:
-    """One POST of ``events``: True only for a 2xx answer."""
+def _post(client: Client, route: Route, events: list[dict[str, Any]], timeout: float) -> set[str]:
+    """One POST of ``events``; the uuids of those it did not deliver (all of them unless a 2xx took them).
+
+    In capture v1 a 2xx answers per event: those marked ``retry`` or ``drop`` are left to the worker, which
+    retries them or counts them by the reason given.
+    """
     settings = client.settings
+    everything = {str(e["uuid"]) for e in events}
+    cap = settings.max_ai_event_bytes if route == "ai" else settings.max_event_bytes
     try:
-        # As the worker's encoding, but strict: NaN or a lone surrogate fails here and the worker, which
-        # repairs them, takes over.
-        raw = json.dumps(events, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        cap = settings.max_ai_event_bytes if route == "ai" else settings.max_event_bytes
-        key, extra = _wire.key_json(settings.api_key or ""), _wire.extra(settings.historical_migration)
-        # Over a cap: the worker cuts the batch, or drops the one event too large, and counts it.
-        if len(raw) > cap or _wire.envelope(key, extra) + len(raw) - 2 > settings.max_batch_bytes:
-            return False
-        body = _wire.body(key, raw[1:-1], extra, settings.gzip)
-        url = urllib.parse.urlsplit(settings.host.rstrip("/") + _wire.path(route))
+        req: v1.Request | None = None
+        if settings.capture_mode == "v1" and route == "batch":
+            raws = [_json(v1.event(e)) for e in events]
+            req = v1.Request([(str(e["uuid"]), raw, e) for e, raw in zip(events, raws, strict=True)])
+            body = req.body(settings.historical_migration)
+            # Over a cap: the worker cuts the batch, or drops the one event too large, and counts it.
+            if max(map(len, raws)) > cap or len(body) > settings.max_batch_bytes:
+                return everything
+            path = v1.PATH
+            headers = {**_wire.HEADERS, **req.next_headers(settings.api_key or "")}
+            if settings.gzip:
+                body = gzip.compress(body, compresslevel=_wire.GZIP_LEVEL)
+        else:
+            raw = _json(events)
+            key, extra = _wire.key_json(settings.api_key or ""), _wire.extra(settings.historical_migration)
+            if len(raw) > cap or _wire.envelope(key, extra) + len(raw) - 2 > settings.max_batch_bytes:
+                return everything
+            body = _wire.body(key, raw[1:-1], extra, settings.gzip)
+            path = _wire.path(route)
+            headers = dict(_wire.HEADERS)
+        if settings.gzip:
+            headers.update(_wire.GZIP_HEADERS)
+        url = urllib.parse.urlsplit(settings.host.rstrip("/") + path)
         conn = _connection(url, timeout)
         try:
-            headers = {**_wire.HEADERS, **(_wire.GZIP_HEADERS if settings.gzip else {})}
             conn.request("POST", url.path or "/", body=body, headers=headers)
             resp = conn.getresponse()
-            resp.read()
-            return 200 <= resp.status < 300
+            content = resp.read()
         finally:
             conn.close()
     except Exception:  # any failure: the worker sends them, and logs and counts what goes wrong
-        return False
+        return everything
+    if not 200 <= resp.status < 300:
+        return everything
+    if req is None:
+        return set()
+    results = v1.results(content)
+    if results is None:  # what such an answer means is the sink's to decide (it warns)
+        return everything
+    dropped = req.narrow(results)
+    return {u for u, _ in dropped} | {u for u, _, _ in req.items}
+
+
+def _json(value: Any) -> bytes:
+    """As the worker's encoding, but strict: NaN or a lone surrogate fails here, and the worker, which
+    repairs them, takes over."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _connection(url: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:

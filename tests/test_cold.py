@@ -109,6 +109,43 @@ obs.get_client().capture_ai("$ai_generation", {"$ai_model": "m"}, distinct_id="u
     assert [e["event"] for e in server.events("/i/v0/ai/batch/")] == ["$ai_generation"]
 
 
+def test_capture_v1_is_sent_cold_with_its_headers(server: CaptureServer) -> None:
+    loaded, stats, _ = _run(CAPTURE_ONE, server, OBS_CAPTURE_MODE="v1", OBS_GZIP="1")
+    assert loaded == [] and stats["sent"] == 1
+    (req,) = server.received
+    assert req.path == "/i/v1/analytics/events" and req.status == 200  # the server checked its shape
+    assert req.headers["authorization"] == "Bearer phc_cold" and req.headers["posthog-attempt"] == "1"
+    assert req.headers["content-encoding"] == "gzip"
+    (event,) = req.delivered
+    assert event["event"] == "cold start" and "$lib" not in event["properties"]
+
+
+def test_capture_v1_verdicts_leave_retry_and_drop_to_the_worker(server: CaptureServer) -> None:
+    def cold(event: dict[str, Any]) -> Any:
+        return {"r": "retry", "d": ("drop", "billing_limit_exceeded")}.get(event["properties"]["k"])
+
+    def worker(event: dict[str, Any]) -> Any:
+        return ("drop", "billing_limit_exceeded") if event["properties"]["k"] == "d" else None
+
+    server.script(Reply(results=cold), Reply(results=worker))
+    loaded, stats, _ = _run(
+        """
+obs.init()
+for k in ("ok", "r", "d"):
+    obs.capture("v1", {"k": k}, distinct_id="u1")
+""",
+        server,
+        OBS_CAPTURE_MODE="v1",
+    )
+    assert "obs._worker" in loaded
+    first, second = server.received
+    assert [e["properties"]["k"] for e in first.delivered] == ["ok"]
+    assert [e["properties"]["k"] for e in second.events] == ["r", "d"]  # sent again by the worker
+    assert Counter(e["properties"]["k"] for e in server.events()) == {"ok": 1, "r": 1}
+    # Each counted once: "ok" by the cold post, "r" and the drop (by its reason) by the worker.
+    assert (stats["sent"], stats["dropped_rejected"], stats["captured"]) == (2, 1, 3)
+
+
 def test_a_5xx_hands_over_to_the_worker_which_retries_and_delivers(server: CaptureServer) -> None:
     server.script(503)  # the cold post's answer; the worker's retry gets the default 200
     loaded, stats, _ = _run(CAPTURE_ONE, server)

@@ -30,7 +30,7 @@ def _init(host: str, **kw: Any) -> Client:
     # Each row is about the worker's sink meeting the fault. Started now: a flush this soon after init would
     # otherwise send by the cold post first (obs/_cold.py, tested in tests/test_cold.py), which meets the
     # first scripted fault and hands over to the worker.
-    client._ensure_worker()
+    assert client._ensure_worker() is not None
     return client
 
 

@@ -42,7 +42,7 @@ def _init(server: CaptureServer | str, **overrides: Any) -> Client:
     settings.update(overrides)
     client = obs.init(api_key="phc_test", host=host, **settings)
     assert isinstance(client, Client)
-    client._ensure_worker()
+    assert client._ensure_worker() is not None
     return client
 
 
