@@ -8,10 +8,7 @@ sanitising properties, serialising and I/O all happen on the worker (`_worker.py
 from __future__ import annotations
 
 import atexit
-
-# The worker's executor module registers an exit hook when it loads, which Python refuses once exit has
-# begun: loaded now, so that an exit flush whose cold post failed can still start the worker.
-import concurrent.futures.thread  # noqa: F401
+import contextlib
 import datetime as dt
 import gc
 import os
@@ -106,6 +103,10 @@ class Client:
         Loading it (anyio, asyncio, pydantic_core; httpx with its first request) costs more CPU than a short
         script's whole run; such a script's events are sent by its exit flush instead (`obs._cold`).
         """
+        # The worker's executor module registers an exit hook when it loads, which Python refuses once exit
+        # has begun: loaded now, so that an exit flush whose cold post failed can still start the worker.
+        with contextlib.suppress(RuntimeError):  # enabled while exiting: then the cold post alone can send
+            import concurrent.futures.thread  # noqa: F401
         self._worker = None
         self._start_lock = threading.Lock()  # held while the worker starts, and by a cold post
         self._start_now = threading.Event()
@@ -700,7 +701,9 @@ def _timestamp(value: Any) -> dt.datetime:
 _atexit_registered = False
 _importing = threading.Lock()  # held while a thread imports the worker
 _held_for_fork: list[threading.Lock] = []
-FORK_WAIT = 2.0  # seconds os.fork() waits for an import of the worker in progress
+# Seconds os.fork() waits for an import of the worker in progress: ~0.1 s of CPU, but far longer on a busy
+# machine, and a child forked before it finished could never send. Only a stuck import waits it all out.
+FORK_WAIT = 10.0
 
 
 def _register_atexit() -> None:
