@@ -130,12 +130,19 @@ class Client:
                 return None
 
     def _start_worker(self) -> Worker:
-        """Import and start the worker; the caller holds ``_start_lock``."""
-        with _importing:  # a fork waits for an import in progress (the child could not finish it)
+        """Import and start the worker; the caller holds ``_start_lock``.
+
+        A fork waits for both in progress (`_before_fork`): the child could not finish an import, and a
+        worker started while the fork waited is held at its gate before the fork goes on.
+        """
+        with _importing:
             from ._worker import Worker
 
-        worker = Worker(self, self._sinks)
-        worker.start()
+            _order_fork_hooks()
+            worker = Worker(self, self._sinks)
+            worker.start()
+            if _fork_waiting:
+                _late.append(worker)
         self._worker = worker
         return worker
 
@@ -699,8 +706,10 @@ def _timestamp(value: Any) -> dt.datetime:
 
 
 _atexit_registered = False
-_importing = threading.Lock()  # held while a thread imports the worker
+_importing = threading.Lock()  # held while a thread imports and starts the worker
 _held_for_fork: list[threading.Lock] = []
+_fork_waiting = False  # a fork waits in _before_fork for _importing
+_late: list[Worker] = []  # workers started while it waited
 # Seconds os.fork() waits for an import of the worker in progress: ~0.1 s of CPU, but far longer on a busy
 # machine, and a child forked before it finished could never send. Only a stuck import waits it all out.
 FORK_WAIT = 10.0
@@ -742,11 +751,47 @@ def _register_mp_finalizer(client: Client) -> None:
     multiprocessing.util.Finalize(None, _shutdown_all, exitpriority=100)
 
 
-def _before_fork() -> None:
-    # A fork in the middle of an import leaves the child a half-loaded module whose import lock no thread
-    # there will release: the child's worker would hang importing it. Wait for the import to finish.
-    if _importing.acquire(timeout=FORK_WAIT):
-        _held_for_fork.append(_importing)
+def _before_fork(gate_late: bool = True) -> None:
+    """Wait for an import or start of the worker in progress, then hold a worker started meanwhile at its
+    gate, as the worker's own fork hook holds the others.
+
+    A fork in the middle of an import leaves the child a half-loaded module whose import lock no thread
+    there releases (its worker then hangs importing it); one while a worker runs outside its gate, a lock
+    that worker held. Registered twice (see `_order_fork_hooks`); the first call in a fork does the work.
+    """
+    global _fork_waiting
+    if _held_for_fork:
+        return
+    _late.clear()
+    _fork_waiting = gate_late
+    try:
+        if not _importing.acquire(timeout=FORK_WAIT):
+            return
+    finally:
+        _fork_waiting = False
+    _held_for_fork.append(_importing)
+    deadline = time.monotonic() + FORK_WAIT
+    for w in _late:  # started after the worker's own hook ran (or it was not registered yet)
+        for lock in (w._gate, w._lookups):
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                _held_for_fork.append(lock)
+    _late.clear()
+
+
+def _before_fork_first() -> None:
+    _before_fork(gate_late=False)  # the worker's own hook, which runs next, holds every worker
+
+
+_hooks_ordered = False
+
+
+def _order_fork_hooks() -> None:
+    """Once `obs._worker` is loaded: wait for a start in progress before its fork hook too (the hook
+    registered last runs first), so that hook holds the new worker at its gate."""
+    global _hooks_ordered
+    if not _hooks_ordered and hasattr(os, "register_at_fork"):
+        _hooks_ordered = True
+        os.register_at_fork(before=_before_fork_first)
 
 
 def _after_fork_in_parent() -> None:
@@ -757,6 +802,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     global _importing
     _held_for_fork.clear()
+    _late.clear()
     _importing = threading.Lock()  # the parent's, held by us or by a thread that did not come along
     _reset_after_fork()
 
