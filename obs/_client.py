@@ -8,6 +8,7 @@ sanitising properties, serialising and I/O all happen on the worker (`_worker.py
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import gc
 import os
@@ -89,6 +90,7 @@ class Client:
         self._marker_lock = threading.Lock()
         self._exit_deadline: float | None = None  # set when a dying thread's hook flushed already
         self._worker: Worker | None = None
+        self._cold_in_flight = 0  # records a cold post has taken from the queue and not settled yet
         self._start()
         _live.add(self)
         _register_atexit()
@@ -96,10 +98,80 @@ class Client:
     # ---------------------------------------------------------------- lifecycle
 
     def _start(self) -> None:
-        from ._worker import Worker
+        """Start the worker later: after ``flush_interval``, or at once when `_put` or a flush asks.
 
-        self._worker = Worker(self, self._sinks)
-        self._worker.start()
+        Loading it (anyio, asyncio, pydantic_core; httpx with its first request) costs more CPU than a short
+        script's whole run; such a script's events are sent by its exit flush instead (`obs._cold`).
+        """
+        # The worker's executor module registers an exit hook when it loads, which Python refuses once exit
+        # has begun: loaded now, so that an exit flush whose cold post failed can still start the worker.
+        with contextlib.suppress(RuntimeError):  # enabled while exiting: then the cold post alone can send
+            import concurrent.futures.thread  # noqa: F401
+        self._worker = None
+        self._start_lock = threading.Lock()  # held while the worker starts, and by a cold post
+        self._start_now = threading.Event()
+        if any(getattr(s, "spool_pending", lambda: 0)() for s in self._sinks):
+            self._start_now.set()  # events an earlier run left in the spool: the worker re-sends them now
+        threading.Thread(target=self._start_later, name="obs-starter", daemon=True).start()
+
+    def _start_later(self) -> None:
+        self._start_now.wait(self.settings.flush_interval)
+        self._ensure_worker(unless_closed=True)  # after shutdown() only the closing thread may start it
+
+    def _ensure_worker(self, unless_closed: bool = False) -> Worker | None:
+        """The worker, started now if it was not; None (logged) if it cannot start: events stay queued."""
+        with self._start_lock:
+            if self._worker is not None or (unless_closed and self._closed):
+                return self._worker
+            try:
+                return self._start_worker()
+            except Exception:
+                log.exception("obs: could not start the worker; events stay queued")
+                return None
+
+    def _start_worker(self) -> Worker:
+        """Import and start the worker; the caller holds ``_start_lock``.
+
+        A fork waits for both in progress (`_before_fork`): the child could not finish an import, and a
+        worker started while the fork waited is held at its gate before the fork goes on.
+        """
+        with _importing:
+            from ._worker import Worker
+
+            _order_fork_hooks()
+            worker = Worker(self, self._sinks)
+            worker.start()
+            if _fork_waiting:
+                _late.append(worker)
+        self._worker = worker
+        return worker
+
+    def _cold_flush(self, timeout: float | None) -> bool | None:
+        """With no worker yet: deliver what is queued without it (`obs._cold`), True/False as `flush`
+        answers; None when the worker has to do it (started meanwhile, not usable, or the post failed: the
+        events are back at the front of the queue)."""
+        with self._start_lock:
+            if self._worker is not None:
+                return None
+            q = self._queue
+            if not q:
+                return self._report_losses()
+            from . import _cold
+
+            if not _cold.usable(self):
+                return None
+            records = [q.popleft() for _ in range(len(q))]
+            self._cold_in_flight = len(records)  # for stats() while they are neither queued nor counted
+            # A fraction of the time allowed, so that the worker still has time if the post fails.
+            budget = self.settings.shutdown_timeout if timeout is None else timeout
+            try:
+                back = _cold.send(self, records, min(self.settings.timeout, max(0.1, budget * 0.4)))
+            finally:
+                self._cold_in_flight = 0
+            if back:
+                q.extendleft(reversed(back))
+                return None
+            return self._report_losses()
 
     def _make_parts(self) -> None:
         for name, make in _kinds.client_parts().items():
@@ -118,6 +190,8 @@ class Client:
         self._epoch, self._reported = 0, -1
         self._marker_lock = threading.Lock()  # the parent's threads may have held these at the fork
         if self._closed:
+            self._worker = None
+            self._start_lock = threading.Lock()
             return
         self._make_parts()  # the parent's flag threads did not come along
         self._sinks = self._build_sinks()
@@ -131,7 +205,17 @@ class Client:
         reported again.
         """
         worker = self._worker
-        if worker is None or not worker.thread.is_alive():
+        if worker is None:
+            started = time.monotonic()
+            done = self._cold_flush(timeout)
+            if done is not None:
+                return done
+            worker = self._ensure_worker()
+            if worker is None:
+                return False
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+        if not worker.thread.is_alive():
             return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
             log.warning("obs: flush() called from a sink; ignored to avoid a deadlock")
@@ -170,21 +254,30 @@ class Client:
             return self._report_losses()
         self._closed = True
         self._max_queue = 0
+        self._start_now.set()  # the starter ends: from now on only this thread may start the worker
         for name in _kinds.client_parts():
             close = getattr(getattr(self, name, None), "close", None)
             if callable(close):
                 close()
+        started = time.monotonic()
         worker = self._worker
-        if worker is None or not worker.thread.is_alive():
+        if worker is None:
+            done = self._cold_flush(timeout)
+            if done is not None:
+                return done
+            worker = self._ensure_worker()
+            if worker is None:
+                return False
+        if not worker.thread.is_alive():
             return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
             return False
-        started = time.monotonic()
         marker = self._enqueue_marker(stop=True)
         worker.wake()
         # Most of the budget for a clean finish; the rest to abort and settle what is left.
         grace = 0.0 if timeout is None else min(0.5, timeout * 0.1)
-        if not marker.done.wait(None if timeout is None else timeout - grace):
+        wait = None if timeout is None else max(0.0, timeout - grace - (time.monotonic() - started))
+        if not marker.done.wait(wait):
             before = self._stats.snapshot()
             worker.abort(stash_time=grace * 0.8)
             worker.thread.join(grace)
@@ -274,9 +367,10 @@ class Client:
         snap = self._stats.snapshot()
         in_queue = sum(1 for r in list(self._queue) if type(r) is tuple)
         worker = self._worker
+        cold = self._cold_in_flight
         snap["in_queue"] = in_queue
-        snap["in_flight"] = in_queue + (worker.in_flight() if worker is not None else 0)
-        snap["captured"] = snap.pop("refused") + snap.pop("drained") + in_queue
+        snap["in_flight"] = in_queue + cold + (worker.in_flight() if worker is not None else 0)
+        snap["captured"] = snap.pop("refused") + snap.pop("drained") + in_queue + cold
         snap["spool_pending"] = sum(s.spool_pending() for s in self._sinks if hasattr(s, "spool_pending"))
         snap["rejected_reasons"] = self._stats.rejected_reasons()
         return snap
@@ -404,6 +498,8 @@ class Client:
                 w = self._worker
                 if w is not None:
                     w.wake()
+                else:
+                    self._start_now.set()
             return u
         except Exception as e:  # instrumentation never raises into the caller
             return self._refuse("dropped_invalid", f"could not queue event {name!r}: {type(e).__name__}")
@@ -610,6 +706,13 @@ def _timestamp(value: Any) -> dt.datetime:
 
 
 _atexit_registered = False
+_importing = threading.Lock()  # held while a thread imports and starts the worker
+_held_for_fork: list[threading.Lock] = []
+_fork_waiting = False  # a fork waits in _before_fork for _importing
+_late: list[Worker] = []  # workers started while it waited
+# Seconds os.fork() waits for an import of the worker in progress: ~0.1 s of CPU, but far longer on a busy
+# machine, and a child forked before it finished could never send. Only a stuck import waits it all out.
+FORK_WAIT = 10.0
 
 
 def _register_atexit() -> None:
@@ -648,5 +751,63 @@ def _register_mp_finalizer(client: Client) -> None:
     multiprocessing.util.Finalize(None, _shutdown_all, exitpriority=100)
 
 
+def _before_fork(gate_late: bool = True) -> None:
+    """Wait for an import or start of the worker in progress, then hold a worker started meanwhile at its
+    gate, as the worker's own fork hook holds the others.
+
+    A fork in the middle of an import leaves the child a half-loaded module whose import lock no thread
+    there releases (its worker then hangs importing it); one while a worker runs outside its gate, a lock
+    that worker held. Registered twice (see `_order_fork_hooks`); the first call in a fork does the work.
+    """
+    global _fork_waiting
+    if _held_for_fork:
+        return
+    _late.clear()
+    _fork_waiting = gate_late
+    try:
+        if not _importing.acquire(timeout=FORK_WAIT):
+            return
+    finally:
+        _fork_waiting = False
+    _held_for_fork.append(_importing)
+    deadline = time.monotonic() + FORK_WAIT
+    for w in _late:  # started after the worker's own hook ran (or it was not registered yet)
+        for lock in (w._gate, w._lookups):
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                _held_for_fork.append(lock)
+    _late.clear()
+
+
+def _before_fork_first() -> None:
+    _before_fork(gate_late=False)  # the worker's own hook, which runs next, holds every worker
+
+
+_hooks_ordered = False
+
+
+def _order_fork_hooks() -> None:
+    """Once `obs._worker` is loaded: wait for a start in progress before its fork hook too (the hook
+    registered last runs first), so that hook holds the new worker at its gate."""
+    global _hooks_ordered
+    if not _hooks_ordered and hasattr(os, "register_at_fork"):
+        _hooks_ordered = True
+        os.register_at_fork(before=_before_fork_first)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    global _importing
+    _held_for_fork.clear()
+    _late.clear()
+    _importing = threading.Lock()  # the parent's, held by us or by a thread that did not come along
+    _reset_after_fork()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )

@@ -22,15 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic_core import to_json
-
-from . import _current, _flags, _kinds, _trace
+from . import _current, _flags, _kinds, _lazy, _trace
 from ._log import warn_every
 
 if TYPE_CHECKING:
+    from pydantic_core import to_json
+
     from ._client import Client
     from ._config import Settings
     from ._serialize import Problems
+else:  # loaded when an exception is first captured: enabling obs does not load pydantic
+    to_json = _lazy.function("pydantic_core", "to_json")
 
 CAPTURED = "__obs_captured__"  # set on an exception once sent, so outer handlers do not send it again
 _MAX_EXCEPTIONS = 50  # entries in one $exception_list, as posthog-python

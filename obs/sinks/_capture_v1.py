@@ -26,12 +26,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid as _uuid
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic_core import to_json
-
+from .. import _lazy
 from .._options import PROPERTIES
 from .._version import LIB, __version__
+
+if TYPE_CHECKING:
+    from pydantic_core import to_json
+else:  # used only on the worker, which has loaded it: building the sink at init does not
+    to_json = _lazy.function("pydantic_core", "to_json")
 
 PATH = "/i/v1/analytics/events"
 SDK_INFO = f"{LIB}/{__version__}"

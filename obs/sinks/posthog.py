@@ -37,28 +37,30 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import anyio
-from pydantic_core import to_json
-
+from .. import _lazy
 from .._log import log, warn_every
 from .._stats import Stats
-from .._version import __version__
 from . import _capture_v1 as v1
+from . import _wire
 from ._base import Batch, Route
 
 if TYPE_CHECKING:
+    import anyio
     import httpx
+    from pydantic_core import to_json
 
     from ._spool import Spool, SpooledBatch
+else:  # used only on the worker, which has loaded them: building the sink at init does not
+    anyio = _lazy.Module("anyio")
+    to_json = _lazy.function("pydantic_core", "to_json")
 
-BATCH_PATH = "/batch/"
-AI_PATH = "/i/v0/ai/batch/"
+BATCH_PATH = _wire.BATCH_PATH
+AI_PATH = _wire.AI_PATH
 V1_PATH = v1.PATH
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_FLOOR = 0.1  # seconds: no retry comes sooner, whatever retry_backoff says
 JITTER = 0.25  # each wait is stretched by a random 0–25 %
-# Level 1: a batch of events compresses almost as well as at 6 (their keys repeat), at a quarter of the CPU.
-GZIP_LEVEL = 1
+GZIP_LEVEL = _wire.GZIP_LEVEL
 Outcome = dict[str, int]
 CaptureMode = Literal["v0", "v1"]
 
@@ -156,11 +158,11 @@ class PostHogSink:
             raise ValueError(f"capture_mode must be 'v0' or 'v1', not {capture_mode!r}")
         self.host = host.rstrip("/")
         self._api_key = api_key
-        self._key_json = json.dumps(api_key).encode()
+        self._key_json = _wire.key_json(api_key)
         self.capture_mode = capture_mode
         self.historical_migration = historical_migration
         # v0 bodies carry the flag as posthog-python's do; v1 bodies add it in `_capture_v1`.
-        self._v0_extra = b',"historical_migration":true' if historical_migration else b""
+        self._v0_extra = _wire.extra(historical_migration)
         self.gzip = gzip
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
@@ -170,9 +172,7 @@ class PostHogSink:
         self._max_event = {"batch": max_event_bytes, "ai": max_ai_event_bytes}
         # Bytes of the body around the events (`_body` with an empty batch and the longest `sent_at`), so
         # that max_batch_bytes bounds the whole request body, not just the events in it.
-        self._envelope = len(
-            b'{"api_key":%s,"sent_at":"%s"%s,"batch":[]}' % (self._key_json, b"0" * 32, self._v0_extra)
-        )
+        self._envelope = _wire.envelope(self._key_json, self._v0_extra)
         self._v1_envelope = len(v1.Request([]).body(historical_migration))
         self.stats = stats or Stats()
         self.last_error: str | None = None  # the latest failure, for the line logged when events are lost
@@ -198,7 +198,7 @@ class PostHogSink:
             self._http = httpx.AsyncClient(
                 timeout=self._timeout,
                 transport=self._transport,
-                headers={"Content-Type": "application/json", "User-Agent": f"obs-python/{__version__}"},
+                headers=_wire.HEADERS,
             )
         return self._http
 
@@ -291,18 +291,11 @@ class PostHogSink:
         await self._post_v1(req.items[mid:], out)
 
     def _body(self, events: bytes) -> bytes:
-        sent_at = dt.datetime.now(dt.timezone.utc).isoformat().encode()
-        body = b'{"api_key":%s,"sent_at":"%s"%s,"batch":[%s]}' % (
-            self._key_json,
-            sent_at,
-            self._v0_extra,
-            events,
-        )
-        return gzip.compress(body, compresslevel=GZIP_LEVEL) if self.gzip else body
+        return _wire.body(self._key_json, events, self._v0_extra, self.gzip)
 
     async def _attempt(self, req: _Request, route: Route) -> _Answer:
         """One POST of what ``req`` still has to deliver."""
-        headers: dict[str, str] = {"Content-Encoding": "gzip"} if self.gzip else {}
+        headers: dict[str, str] = dict(_wire.GZIP_HEADERS) if self.gzip else {}
         if isinstance(req, v1.Request):
             url = self.host + V1_PATH
             headers.update(req.next_headers(self._api_key))
@@ -310,7 +303,7 @@ class PostHogSink:
             if self.gzip:
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         else:
-            url = self.host + (AI_PATH if route == "ai" else BATCH_PATH)
+            url = self.host + _wire.path(route)
             body = self._body(req.events)
         http = self._client()
         import httpx  # loaded by _client()

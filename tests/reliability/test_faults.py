@@ -27,6 +27,10 @@ def _init(host: str, **kw: Any) -> Client:
     settings.update(kw)
     client = obs.init(api_key="phc_faults", host=host, **settings)
     assert isinstance(client, Client)
+    # Each row is about the worker's sink meeting the fault. Started now: a flush this soon after init would
+    # otherwise send by the cold post first (obs/_cold.py, tested in tests/test_cold.py), which meets the
+    # first scripted fault and hands over to the worker.
+    assert client._ensure_worker() is not None
     return client
 
 

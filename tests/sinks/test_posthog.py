@@ -32,12 +32,17 @@ RETRYABLE = (500, 502, 503, 504, 408, 429)
 
 
 def _init(server: CaptureServer | str, **overrides: Any) -> Client:
-    """An enabled global client posting to ``server``; the worker only drains on flush/flush_at."""
+    """An enabled global client posting to ``server``; the worker only drains on flush/flush_at.
+
+    The worker is started now: these tests are about its sink, and a flush this soon after init would
+    otherwise send by the cold post (obs/_cold.py, tests/test_cold.py) first.
+    """
     host = server if isinstance(server, str) else server.url
     settings: dict[str, Any] = {"retry_backoff": 0.01, "flush_interval": 60}
     settings.update(overrides)
     client = obs.init(api_key="phc_test", host=host, **settings)
     assert isinstance(client, Client)
+    assert client._ensure_worker() is not None
     return client
 
 

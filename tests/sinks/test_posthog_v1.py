@@ -33,6 +33,8 @@ def _init(host: str, **overrides: Any) -> Client:
     settings.update(overrides)
     client = obs.init(api_key="phc_test", host=host, **settings)
     assert isinstance(client, Client)
+    # Started now: these tests are about the sink; a flush this soon would otherwise go by the cold post.
+    assert client._ensure_worker() is not None
     return client
 
 
