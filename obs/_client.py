@@ -24,7 +24,7 @@ from . import _kinds, _options
 from ._frame import current as _current_frame
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
-from ._serialize import Problems, sanitize, sanitize_into
+from ._serialize import Problems, is_plain, sanitize, sanitize_into
 from ._stats import Stats
 from ._uuid import uuid7
 from ._version import __version__
@@ -73,7 +73,7 @@ class Client:
         self._stats = Stats()
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
-        self._super = settings.super_properties()
+        self._set_super(settings.super_properties())
         self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         # kind → the builder its feature registered, made on first use
         self._builders: dict[str, _kinds.Builder | None] = {}
@@ -100,6 +100,12 @@ class Client:
 
         self._worker = Worker(self, self._sinks)
         self._worker.start()
+
+    def _set_super(self, props: dict[str, Any]) -> None:
+        self._super = props
+        # Every event's properties besides its own (super-properties, then $lib), for `_build`'s fast path.
+        self._constants = {**props, **_LIB}
+        self._constant_keys = frozenset(self._constants)
 
     def _make_parts(self) -> None:
         for name, make in _kinds.client_parts().items():
@@ -455,6 +461,25 @@ class Client:
         a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
         """
         kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
+        if kind == "custom" and frame is None and not groups and distinct_id and type(ts) is int:
+            # The common event: plain properties of its own, a person, no context. Its properties dict
+            # (the copy made on the caller's thread) takes the constant ones and is sent as it is: the
+            # same event as below, when no key of it is one of the constants that take precedence.
+            if props is None:
+                out = self._constants.copy()
+            elif self._constant_keys.isdisjoint(props) and is_plain(props):
+                props.update(self._constants)
+                out = props
+            else:
+                out = None
+            if out is not None:
+                return {
+                    "event": name,
+                    "distinct_id": distinct_id,
+                    "properties": out,
+                    "timestamp": _iso_from_ns(ts),
+                    "uuid": u,
+                }
         try:
             spec = _KINDS[kind]
             names = spec.names

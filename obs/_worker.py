@@ -42,7 +42,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures.thread import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -53,6 +53,7 @@ from pydantic_core import to_json
 from ._log import log, warn_every, warn_tally
 from ._serialize import valid_utf8
 from .sinks import Batch, Route, Sink
+from .sinks._base import EncodedBatch
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -87,7 +88,7 @@ class _SinkLane:
         self.sink = sink
         self.name = type(sink).__name__
         self.buffer = buffer
-        self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch]](buffer)
+        self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch | EncodedBatch]](buffer)
         self.accepted = 0  # number of the last batch its stream took (an overflowed one is skipped)
         self.done = 0  # number of the last batch its sink finished with (sent or failed)
 
@@ -98,7 +99,7 @@ class _Building:
     __slots__ = ("count", "events", "largest", "parts", "size", "start")
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Any] = []  # wire dicts; None once encoded when only their JSON travels on
         self.parts: list[bytes] = []  # one per chunk: its events' JSON, comma-joined, without brackets
         self.count = 0  # events encoded so far
         self.size = 0  # bytes of the encoded events, with the commas between them
@@ -123,7 +124,7 @@ class _InFlight:
 
     __slots__ = ("batch", "epoch", "remaining", "worst")
 
-    def __init__(self, batch: Batch, epoch: int, remaining: int) -> None:
+    def __init__(self, batch: Batch | EncodedBatch, epoch: int, remaining: int) -> None:
         self.batch = batch
         self.epoch = epoch
         self.remaining = remaining  # sinks still working on it
@@ -228,6 +229,9 @@ class Worker:
         self._epoch = 0  # flush epoch of the records being drained (one more per marker reached)
         self._inflight: dict[int, _InFlight] = {}
         self._building: dict[Route, _Building] = {"batch": _Building(), "ai": _Building()}
+        # Every sink takes batches as JSON only (the default: PostHog's sink alone): the wire dicts are let
+        # go as soon as each chunk is encoded, so batches waiting on the network hold only bytes.
+        self._encoded_only = bool(sinks) and all(getattr(s, "takes_encoded", False) is True for s in sinks)
         self._held: list[tuple[Route, _Building]] = []  # full batches waiting for room in the sinks' backlogs
         self._target = 0  # bytes of encoded events at which a batch is handed on (set in _main)
         self._max_events = 0  # events at which a batch is handed on whatever its size (memory bound)
@@ -415,7 +419,7 @@ class Worker:
         self._emit(b, route)
 
     def _emit(self, b: _Building, route: Route) -> None:
-        batch = self._encoded(b, route)
+        batch = self._finished_batch(b, route)
         if not batch:
             return
         stats = self._client._stats
@@ -439,10 +443,13 @@ class Worker:
         if not self._lanes:
             self._settle(self._seq, {})
 
-    def _encoded(self, b: _Building, route: Route) -> Batch:
-        """The batch with its JSON encoding (one encode per chunk; see `_encode_tail`)."""
+    def _finished_batch(self, b: _Building, route: Route) -> Batch | EncodedBatch:
+        """The batch with its JSON encoding (one encode per chunk; see `_encode_tail`): its JSON alone when
+        every sink takes that."""
         if b.count < len(b.events):
             self._encode_tail(b)
+        if self._encoded_only:
+            return EncodedBatch(b.parts, b.count, route, b.largest)
         batch = Batch(b.events, route)
         batch.encoded = b"[" + b",".join(b.parts) + b"]"
         batch.largest_event = b.largest
@@ -459,6 +466,8 @@ class Worker:
             raw = b",".join(parts)
         b.start = b.count
         b.count = len(b.events)
+        if self._encoded_only:  # the dicts are done with: only their JSON travels on
+            b.events[b.start :] = [None] * (b.count - b.start)
         if raw:
             b.parts.append(raw)
             b.size += len(raw) + 1
@@ -531,7 +540,8 @@ class Worker:
                 if self._room is not None:
                     self._room.set()
                 try:
-                    outcome = _outcome(await lane.sink.send(batch), len(batch))
+                    # An EncodedBatch goes only to sinks that take one (`_encoded_only`).
+                    outcome = _outcome(await lane.sink.send(cast(Batch, batch)), len(batch))
                 except anyio.get_cancelled_exc_class():
                     raise  # an aborted shutdown: the batch stays in flight and is settled as stranded
                 except Exception as e:
@@ -560,11 +570,11 @@ class Worker:
         behind a stop marker are ``dropped_closed``.
         """
         client, stats = self._client, self._client._stats
-        stranded: list[tuple[Batch, int]] = [(f.batch, f.epoch) for f in self._inflight.values()]
+        stranded = [(f.batch, f.epoch) for f in self._inflight.values()]
         self._inflight.clear()
         for route, b in [*self._held, *self._building.items()]:
             if b.events:
-                stranded.append((Batch(b.events, route), self._epoch))
+                stranded.append((self._finished_batch(b, route), self._epoch))
         self._building = {"batch": _Building(), "ai": _Building()}
         self._held = []
         records: list[tuple[Any, ...]] = []

@@ -232,7 +232,7 @@ def _exact(wire: dict[str, Any]) -> str:
 def test_fast_path_equals_the_model_and_to_wire(
     client: Client, rec: tuple[Any, ...], super_props: Any
 ) -> None:
-    client._super = {"environment": "prod", **super_props}
+    client._set_super({"environment": "prod", **super_props})
     try:
         expected: dict[str, Any] | None = via_model(client, rec)
     except ValueError:  # pydantic's ValidationError: the model refuses what it was given
