@@ -586,6 +586,7 @@ class Worker:
                 records.append(item)
         stats.incr("drained", len(records))
         if records and not self._aborted:
+            client._discard(records)
             stats.incr("dropped_closed", len(records))
             stats.note_loss(self._epoch, len(records))
             records = []
@@ -606,6 +607,7 @@ class Worker:
                         break
                     kept_n = start + 100
                 kept_n = min(kept_n, len(records))
+            client._discard(records[kept_n:])
             self._account(
                 {"spooled": kept_n, "dropped_shutdown": len(records) - kept_n}, len(records), self._epoch
             )

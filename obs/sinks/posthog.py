@@ -222,7 +222,9 @@ class PostHogSink:
             if self.capture_mode == "v1" and route == "batch":
                 await self._send_v1(_events(batch), cap, out)
                 return out or None
-            blob = batch.encoded if batch.encoded is not None else to_json(batch, inf_nan_mode="null")
+            blob = batch.encoded
+            if blob is None:
+                blob = to_json(batch, inf_nan_mode="null")
             # The common case: no event can be over the per-event cap and the whole batch fits one request.
             largest = batch.largest_event if batch.largest_event is not None else len(blob)
             if largest <= cap and self._envelope + len(blob) - 2 <= self.max_batch_bytes:
