@@ -96,7 +96,7 @@ def one_run(label: str, events: int, gz: bool, src: str, as_is: bool, warm: bool
     sdk = "posthog" if label == "posthog" else "obs"
     with ServerProcess(as_is=as_is) as server:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", sdk, server.url, str(events), str(int(gz)), str(int(warm)), src],
+            [sys.executable, __file__, "--child", sdk, server.url, str(events), f"{gz:d}", f"{warm:d}", src],
             capture_output=True,
             text=True,
             cwd=str(REPO),
@@ -143,7 +143,7 @@ def main() -> None:
     print(
         f"events per run: {args.events:,}   runs: {args.runs}   defaults otherwise (flush_at=100 in both)"
         + ("   no warm-up" if args.no_warmup else "   after a warm-up event, flushed")
-        f"   server: tests/capture_server.py, {server_desc}\n"
+        + f"   server: tests/capture_server.py, {server_desc}\n"
     )
 
     labels = ["obs", "posthog"] + (["baseline"] if args.baseline else [])
