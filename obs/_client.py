@@ -18,7 +18,7 @@ import time
 import uuid as _uuidlib
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _kinds, _options
@@ -62,6 +62,7 @@ _KINDS = _kinds.KINDS
 _iso_from_ns = _kinds.iso_from_ns
 _frame = _current_frame.get
 _time_ns = time.time_ns
+_MISSING: Any = object()
 
 
 class Client:
@@ -458,34 +459,83 @@ class Client:
     # ---------------------------------------------------------------- worker side
 
     def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
-        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built.
+        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
+        built, _ = self._build_many((rec,))
+        return built[0] if built else None
+
+    def _build_many(self, recs: Sequence[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], int]:
+        """Queued records → (their wire events in order, how many could not be built: counted, logged).
 
         Built directly, not through the kind's pydantic model and `obs.events.to_wire`: the same dict at
-        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
+        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind). The common
+        event — plain properties of its own, a person, no context — is built right here: its properties
+        dict (the copy made on the caller's thread) takes the constant ones and is sent as it is, the same
+        event as `_build_one` makes when none of its keys is one of those constants.
         """
-        kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
-        try:
+        out: list[dict[str, Any]] = []
+        add = out.append
+        dropped = 0
+        waiting, constants, constant_keys, plain = self._props, self._constants, self._constant_keys, is_plain
+        second, prefix = _kinds.current_second()
+        for rec in recs:
+            kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
             if type(props) is int:
-                props = self._props.pop(props)
-            if kind == "custom" and frame is None and not groups and distinct_id and type(ts) is int:
-                # The common event: plain properties of its own, a person, no context. Its properties dict
-                # (the copy made on the caller's thread) takes the constant ones and is sent as it is: the
-                # same event as below, when no key of it is one of the constants that take precedence.
+                props = waiting.pop(props, _MISSING)
+            if (
+                kind == "custom"
+                and frame is None
+                and not groups
+                and distinct_id
+                and type(ts) is int
+                and (
+                    props is None
+                    or (type(props) is dict and constant_keys.isdisjoint(props) and plain(props))
+                )
+            ):
                 if props is None:
-                    out = self._constants.copy()
-                elif self._constant_keys.isdisjoint(props) and is_plain(props):
-                    props.update(self._constants)
-                    out = props
+                    props = constants.copy()
                 else:
-                    out = None
-                if out is not None:
-                    return {
+                    props.update(constants)
+                into = ts - second
+                if not 0 <= into < 1_000_000_000:
+                    stamp = _iso_from_ns(ts)
+                    second, prefix = _kinds.current_second()
+                else:
+                    us = into // 1000
+                    stamp = f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
+                add(
+                    {
                         "event": name,
                         "distinct_id": distinct_id,
-                        "properties": out,
-                        "timestamp": _iso_from_ns(ts),
+                        "properties": props,
+                        "timestamp": stamp,
                         "uuid": u,
                     }
+                )
+            else:
+                wire = self._build_one(kind, name, props, distinct_id, ts, u, groups, frame, extra)
+                if wire is None:
+                    dropped += 1
+                else:
+                    add(wire)
+        return out, dropped
+
+    def _build_one(
+        self,
+        kind: str,
+        name: str,
+        props: Any,
+        distinct_id: Any,
+        ts: Any,
+        u: str,
+        groups: Any,
+        frame: Any,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """Any record (its properties taken from ``_props`` already) → its wire event, or None."""
+        try:
+            if props is _MISSING:
+                raise LookupError("its properties were lost (a bug: please report it)")
             spec = _KINDS[kind]
             names = spec.names
             if names is not None and name not in names:

@@ -99,7 +99,8 @@ class _Building:
     __slots__ = ("count", "events", "largest", "parts", "size", "start")
 
     def __init__(self) -> None:
-        self.events: list[Any] = []  # wire dicts; None once encoded when only their JSON travels on
+        # records; from `count` back, their wire dicts (None when only their JSON travels on)
+        self.events: list[Any] = []
         self.parts: list[bytes] = []  # one per chunk: its events' JSON, comma-joined, without brackets
         self.count = 0  # events encoded so far
         self.size = 0  # bytes of the encoded events, with the commas between them
@@ -136,6 +137,7 @@ class _InFlight:
 _gated: weakref.WeakSet[Worker] = weakref.WeakSet()
 _held_for_fork: list[threading.Lock] = []
 LANE_BATCHES = 16  # batches a sink's backlog holds
+ENCODED_LANE_BATCHES = 4  # the same when every sink takes batches as JSON only (PostHog's alone)
 ENVELOPE_ROOM = 4096  # bytes of a request body besides its events (api_key, sent_at, …)
 FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next select() before going ahead
 
@@ -297,18 +299,24 @@ class Worker:
         settings = self._client.settings
         # A short backlog per sink: when every sink is behind, the drain waits and the queue (bounded by
         # max_queue_size) takes the strain, so memory stays bounded by it; a sink behind the others loses
-        # batches (counted) instead of holding them up.
-        buffer = max(4, min(LANE_BATCHES, settings.max_queue_size // settings.flush_at))
+        # batches (counted) instead of holding them up. The PostHog sink alone (batches of JSON only)
+        # needs no more than a few ready while one is sent.
+        lane_batches = ENCODED_LANE_BATCHES if self._encoded_only else LANE_BATCHES
+        buffer = max(4, min(lane_batches, settings.max_queue_size // settings.flush_at))
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
         # With a backlog, a batch grows up to max_batch_bytes (one request: HTTP costs CPU per request, not
-        # per event) less room for the request's envelope; flush_at only wakes the worker early. Its events
-        # are capped too, so that what the sinks' backlogs hold when PostHog stalls (buffer + 2 batches:
-        # the backlog, the one being sent, the one waiting for room) stays within max_queue_size / 4.
+        # per event: ~1 ms of httpx's) less room for the request's envelope; flush_at only wakes the worker
+        # early. Its events are capped too, so that what the sinks' backlogs hold when PostHog stalls
+        # (buffer + 2 batches: the backlog, the one being sent, the one waiting for room) stays within
+        # max_queue_size / 4 events as dicts, or / 2 as JSON only (~260 B each, below a queued record's).
         limit = settings.max_batch_bytes
         self._target = max(limit // 2, limit - ENVELOPE_ROOM)
         # A whole number of chunks (the cap is checked as each chunk of flush_at is encoded).
         flush_at = settings.flush_at
-        self._max_events = max(flush_at, settings.max_queue_size // (4 * (buffer + 2)) // flush_at * flush_at)
+        share = 2 if self._encoded_only else 4
+        self._max_events = max(
+            flush_at, settings.max_queue_size // (share * (buffer + 2)) // flush_at * flush_at
+        )
         async with anyio.create_task_group() as tg:  # an abort cancels everything under it
             self._cancel = tg.cancel_scope.cancel
             if self._aborted:
@@ -359,7 +367,7 @@ class Worker:
         target, max_events = self._target, self._max_events
         stats = client._stats
         drained = 0
-        build, pop = client._build, q.popleft
+        pop = q.popleft
         while q:
             rec = pop()
             if type(rec) is Marker:
@@ -374,17 +382,13 @@ class Worker:
                     return True
                 continue
             drained += 1
-            wire = build(rec)
-            if wire is None:
-                stats.note_loss(self._epoch, 1)
-                continue
             route = rec[8]
             b = building[route]
             events = b.events
-            events.append(wire)
+            events.append(rec)
             if len(events) - b.count >= flush_at:
-                # Encoded a chunk at a time (one encode per flush_at events), so the batch knows its size
-                # as it grows; a chunk that takes it past the target starts the next batch.
+                # Built and encoded a chunk at a time (one encode per flush_at events), so the batch knows
+                # its size as it grows; a chunk that takes it past the target starts the next batch.
                 before = b.size
                 self._encode_tail(b)
                 if b.size >= target or len(events) >= max_events:
@@ -456,18 +460,20 @@ class Worker:
         return batch
 
     def _encode_tail(self, b: _Building) -> None:
-        """Encode the events not encoded yet as one chunk; one that cannot be is repaired or dropped alone."""
-        tail = b.events[b.count :]
+        """Build the records not built yet and encode them as one chunk; an event that cannot be built is
+        dropped (counted by the client), one that cannot be encoded is repaired or dropped alone."""
+        events, dropped = self._client._build_many(b.events[b.count :])
+        if dropped:
+            self._client._stats.note_loss(self._epoch, dropped)
         try:
-            raw = to_json(tail, inf_nan_mode="null")[1:-1]
+            raw = to_json(events, inf_nan_mode="null")[1:-1]
         except Exception:
-            kept, parts = self._encoded_one_by_one(tail)
-            b.events[b.count :] = kept
+            events, parts = self._encoded_one_by_one(events)
             raw = b",".join(parts)
+        # Only their JSON travels on when every sink takes that: the dicts are let go at once.
+        b.events[b.count :] = [None] * len(events) if self._encoded_only else events
         b.start = b.count
         b.count = len(b.events)
-        if self._encoded_only:  # the dicts are done with: only their JSON travels on
-            b.events[b.start :] = [None] * (b.count - b.start)
         if raw:
             b.parts.append(raw)
             b.size += len(raw) + 1
@@ -596,21 +602,24 @@ class Worker:
             kept = bool(stashers) and time.monotonic() < deadline and all(k(batch) for k in stashers)
             self._account({"spooled" if kept else "dropped_shutdown": len(batch)}, len(batch), epoch)
         if records:
-            kept_n = 0
+            kept_n = 0  # records dealt with: stashed, or dropped as invalid while building them
+            spooled = 0
             if stashers:
                 for start in range(0, len(records), 100):
                     if time.monotonic() >= deadline:
                         break
-                    built = [w for w in map(client._build, records[start : start + 100]) if w is not None]
-                    chunk = Batch(built, records[start][8])
-                    if not all(k(chunk) for k in stashers):
+                    chunk = records[start : start + 100]
+                    built, invalid = client._build_many(chunk)  # the invalid ones are counted by the client
+                    if invalid:
+                        stats.note_loss(self._epoch, invalid)
+                    kept_n += invalid
+                    if built and not all(k(Batch(built, chunk[0][8])) for k in stashers):
                         break
-                    kept_n = start + 100
-                kept_n = min(kept_n, len(records))
-            client._discard(records[kept_n:])
-            self._account(
-                {"spooled": kept_n, "dropped_shutdown": len(records) - kept_n}, len(records), self._epoch
-            )
+                    kept_n += len(built)
+                    spooled += len(built)
+            client._discard(records)  # the properties of those not built
+            left = len(records) - kept_n
+            self._account({"spooled": spooled, "dropped_shutdown": left}, spooled + left, self._epoch)
         for m in self._waiting:
             if not m.done.is_set():
                 m.failed = True
