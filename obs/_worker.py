@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import operator
 import os
 import selectors
 import threading
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from ._client import Client
 
 Outcome = dict[str, int]  # reason → number of a batch's events a sink did not deliver
+_ROUTE = operator.itemgetter(8)  # a record's route
 
 
 class Marker:
@@ -360,17 +362,28 @@ class Worker:
                 await self._wake_event.wait()
 
     async def _drain(self, q: deque[Any]) -> bool:
-        """Empty the queue into the sinks; True when a stop marker was reached."""
+        """Empty the queue into the sinks; True when a stop marker was reached.
+
+        Records are taken a chunk at a time (up to the next multiple of flush_at in the batch being built):
+        a chunk of plain ``capture`` records, the common case, goes into the batch in one step; one with a
+        marker or an ``capture_ai`` record in it is taken record by record.
+        """
         client = self._client
         flush_at = client.settings.flush_at
-        building = self._building
-        target, max_events = self._target, self._max_events
         stats = client._stats
-        drained = 0
+        building = self._building
         pop = q.popleft
+        drained = 0
         while q:
-            rec = pop()
-            if type(rec) is Marker:
+            b = building["batch"]
+            recs = [pop() for _ in range(min(len(q), max(1, flush_at - (len(b.events) - b.count))))]
+            if Marker not in map(type, recs) and "ai" not in map(_ROUTE, recs):
+                drained = await self._take("batch", recs, drained)
+                continue
+            for i, rec in enumerate(recs):
+                if type(rec) is not Marker:
+                    drained = await self._take(rec[8], [rec], drained)
+                    continue
                 stats.incr("drained", drained)
                 drained = 0
                 await self._emit_pending()
@@ -379,30 +392,35 @@ class Worker:
                 self._epoch = rec.epoch + 1
                 self._check_markers()
                 if rec.stop:
+                    q.extendleft(reversed(recs[i + 1 :]))  # behind the stop: left for `_settle_leftovers`
                     return True
-                continue
-            drained += 1
-            route = rec[8]
-            b = building[route]
-            events = b.events
-            events.append(rec)
-            if len(events) - b.count >= flush_at:
-                # Built and encoded a chunk at a time (one encode per flush_at events), so the batch knows
-                # its size as it grows; a chunk that takes it past the target starts the next batch.
-                before = b.size
-                self._encode_tail(b)
-                if b.size >= target or len(events) >= max_events:
-                    if before and b.size > target:
-                        b, building[route] = b.split_last()
-                    else:
-                        building[route] = _Building()
-                    stats.incr("drained", drained)
-                    drained = 0
-                    await self._emit_when_room(b, route)
-                    await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
         stats.incr("drained", drained)
         await self._emit_pending()
         return False
+
+    async def _take(self, route: Route, recs: list[tuple[Any, ...]], drained: int) -> int:
+        """Add records to the batch being built for ``route``; ``drained`` counts those not yet in the
+        ``drained`` counter (returned: the same, or 0 once a full batch was handed on and counted)."""
+        drained += len(recs)
+        b = self._building[route]
+        events = b.events
+        events += recs
+        if len(events) - b.count >= self._client.settings.flush_at:
+            # Built and encoded a chunk at a time (one encode per flush_at events), so the batch knows
+            # its size as it grows; a chunk that takes it past the target starts the next batch.
+            before = b.size
+            self._encode_tail(b)
+            target = self._target
+            if b.size >= target or len(b.events) >= self._max_events:
+                if before and b.size > target:
+                    b, self._building[route] = b.split_last()
+                else:
+                    self._building[route] = _Building()
+                self._client._stats.incr("drained", drained)
+                drained = 0
+                await self._emit_when_room(b, route)
+                await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
+        return drained
 
     async def _emit_pending(self) -> None:
         for route in ("batch", "ai"):
