@@ -60,6 +60,7 @@ _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _LIB = {"$lib": "obs", "$lib_version": __version__}
 _KINDS = _kinds.KINDS
 _iso_from_ns = _kinds.iso_from_ns
+_MICROS = tuple(f"{i:03}+00:00" for i in range(1000))  # a timestamp's last three digits, and its offset
 _frame = _current_frame.get
 _time_ns = time.time_ns
 _MISSING: Any = object()
@@ -477,6 +478,9 @@ class Client:
         dropped = 0
         waiting, constants, constant_keys, plain = self._props, self._constants, self._constant_keys, is_plain
         second, prefix = _kinds.current_second()
+        # The millisecond (its start in ns; never a second's first) whose text was made last, and that text:
+        # a burst has many events per millisecond, which then only add their microseconds from a table.
+        milli, milli_prefix = -(2**63), ""
         for rec in recs:
             kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
             if type(props) is int:
@@ -496,13 +500,21 @@ class Client:
                     props = constants.copy()
                 else:
                     props.update(constants)
-                into = ts - second
-                if not 0 <= into < 1_000_000_000:
-                    stamp = _iso_from_ns(ts)
-                    second, prefix = _kinds.current_second()
+                into = ts - milli
+                if 0 <= into < 1_000_000:
+                    stamp = milli_prefix + _MICROS[into // 1000]
                 else:
-                    us = into // 1000
-                    stamp = f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
+                    into = ts - second
+                    if 0 <= into < 1_000_000_000:
+                        us = into // 1000
+                        stamp = f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
+                    else:
+                        stamp = _iso_from_ns(ts)
+                        second, prefix = _kinds.current_second()
+                        into = ts - second
+                    ms = into // 1_000_000
+                    if ms:
+                        milli, milli_prefix = second + ms * 1_000_000, f"{prefix}.{ms:03}"
                 add(
                     {
                         "event": name,
