@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import datetime as dt
 import gc
+import itertools
 import os
 import sys
 import threading
@@ -18,14 +19,14 @@ import time
 import uuid as _uuidlib
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _kinds, _options
 from ._frame import current as _current_frame
 from ._log import log, warn_every, warn_tally
 from ._scrub import Scrubber
-from ._serialize import Problems, sanitize, sanitize_into
+from ._serialize import Problems, is_plain, sanitize, sanitize_into
 from ._stats import Stats
 from ._uuid import uuid7
 from ._version import __version__
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from .sinks import Sink
 
 # Record layout (a plain tuple: the cheapest thing to build on the hot path).
-# (kind, name, properties, distinct_id, timestamp, uuid, groups, frame, route, extra)
+# (kind, name, properties, distinct_id, timestamp, uuid, groups, frame, route, extra); properties is None,
+# or the key of the dict in the client's ``_props`` (`_put` says why), or a dict (records made elsewhere).
 _PII_KEYS = frozenset(
     {
         "name",
@@ -59,8 +61,10 @@ _live: weakref.WeakSet[Client] = weakref.WeakSet()
 _LIB = {"$lib": "obs", "$lib_version": __version__}
 _KINDS = _kinds.KINDS
 _iso_from_ns = _kinds.iso_from_ns
+_MICROS = tuple(f"{i:03}+00:00" for i in range(1000))  # a timestamp's last three digits, and its offset
 _frame = _current_frame.get
 _time_ns = time.time_ns
+_MISSING: Any = object()
 
 
 class Client:
@@ -74,13 +78,16 @@ class Client:
         self._stats = Stats()
         # Built now so that an unknown sink spec fails at init, not in the background.
         self._sinks = self._build_sinks()
-        self._super = settings.super_properties()
+        self._set_super(settings.super_properties())
         self._scrub = Scrubber(settings.scrub_secrets, settings.scrub_patterns)
         # kind → the builder its feature registered, made on first use
         self._builders: dict[str, _kinds.Builder | None] = {}
         self._problems = Problems()  # reused by every event the worker builds (one thread): fewer allocations
         self._make_parts()
         self._queue: deque[Any] = deque()
+        # Queued records' properties, by the key their record holds instead (see `_put`).
+        self._props: dict[int, dict[str, Any]] = {}
+        self._keys = itertools.count()
         self._max_queue = settings.max_queue_size  # 0 once closed: one comparison refuses both cases
         self._flush_at = settings.flush_at
         self._wake_pending = False
@@ -173,6 +180,12 @@ class Client:
                 return None
             return self._report_losses()
 
+    def _set_super(self, props: dict[str, Any]) -> None:
+        self._super = props
+        # Every event's properties besides its own (super-properties, then $lib), for `_build`'s fast path.
+        self._constants = {**props, **_LIB}
+        self._constant_keys = frozenset(self._constants)
+
     def _make_parts(self) -> None:
         for name, make in _kinds.client_parts().items():
             setattr(self, name, make(self))
@@ -185,6 +198,7 @@ class Client:
     def _after_fork(self) -> None:
         """In a forked child: the parent's queue and worker are gone; start empty with fresh sinks."""
         self._queue = deque()
+        self._props = {}
         self._wake_pending = False
         self._stats = Stats()
         self._epoch, self._reported = 0, -1
@@ -479,20 +493,17 @@ class Client:
                     self._unreadable(e)
             ns = _time_ns()
             u = uuid7(ns) if uuid is None else _as_uuid(uuid)
-            q.append(
-                (
-                    kind,
-                    name,
-                    props,
-                    distinct_id,
-                    ns if timestamp is None else self._timestamp(timestamp, ns),
-                    u,
-                    groups,
-                    _frame(),
-                    route,
-                    extra,
-                )
-            )
+            ts = ns if timestamp is None else self._timestamp(timestamp, ns)
+            if props is None:
+                q.append((kind, name, None, distinct_id, ts, u, groups, _frame(), route, extra))
+            else:
+                # Kept beside the queue, under a key the record holds: a tuple holding a dict stays tracked by
+                # the cyclic GC, and a backlog of such records is what set off its full collections (each
+                # walking every queued event, ~1 µs per event in a burst); a record of str, int and None
+                # is untracked by the first young collection.
+                key = next(self._keys)
+                self._props[key] = props
+                q.append((kind, name, key, distinct_id, ts, u, groups, _frame(), route, extra))
             if len(q) >= self._flush_at and not self._wake_pending:
                 self._wake_pending = True
                 w = self._worker
@@ -545,13 +556,94 @@ class Client:
     # ---------------------------------------------------------------- worker side
 
     def _build(self, rec: tuple[Any, ...]) -> dict[str, Any] | None:
-        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built.
+        """A queued record → its wire event, on the worker; None (counted, logged) if it can't be built."""
+        built, _ = self._build_many((rec,))
+        return built[0] if built else None
+
+    def _build_many(self, recs: Sequence[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], int]:
+        """Queued records → (their wire events in order, how many could not be built: counted, logged).
 
         Built directly, not through the kind's pydantic model and `obs.events.to_wire`: the same dict at
-        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind).
+        a fraction of the cost (tests/test_wire_fastpath.py proves them equal for every kind). The common
+        event — plain properties of its own, a person, no context — is built right here: its properties
+        dict (the copy made on the caller's thread) takes the constant ones and is sent as it is, the same
+        event as `_build_one` makes when none of its keys is one of those constants.
         """
-        kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
+        out: list[dict[str, Any]] = []
+        add = out.append
+        dropped = 0
+        waiting, constants, constant_keys, plain = self._props, self._constants, self._constant_keys, is_plain
+        second, prefix = _kinds.current_second()
+        # The millisecond (its start in ns; never a second's first) whose text was made last, and that text:
+        # a burst has many events per millisecond, which then only add their microseconds from a table.
+        milli, milli_prefix = -(2**63), ""
+        for rec in recs:
+            kind, name, props, distinct_id, ts, u, groups, frame, _route, extra = rec
+            if type(props) is int:
+                props = waiting.pop(props, _MISSING)
+            if (
+                kind == "custom"
+                and frame is None
+                and not groups
+                and distinct_id
+                and type(ts) is int
+                and (
+                    props is None
+                    or (type(props) is dict and constant_keys.isdisjoint(props) and plain(props))
+                )
+            ):
+                if props is None:
+                    props = constants.copy()
+                else:
+                    props.update(constants)
+                into = ts - milli
+                if 0 <= into < 1_000_000:
+                    stamp = milli_prefix + _MICROS[into // 1000]
+                else:
+                    into = ts - second
+                    if 0 <= into < 1_000_000_000:
+                        us = into // 1000
+                        stamp = f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
+                    else:
+                        stamp = _iso_from_ns(ts)
+                        second, prefix = _kinds.current_second()
+                        into = ts - second
+                    ms = into // 1_000_000
+                    if ms:
+                        milli, milli_prefix = second + ms * 1_000_000, f"{prefix}.{ms:03}"
+                add(
+                    {
+                        "event": name,
+                        "distinct_id": distinct_id,
+                        "properties": props,
+                        "timestamp": stamp,
+                        "uuid": u,
+                    }
+                )
+            else:
+                wire = self._build_one(kind, name, props, distinct_id, ts, u, groups, frame, extra)
+                if wire is None:
+                    dropped += 1
+                else:
+                    add(wire)
+        return out, dropped
+
+    def _build_one(
+        self,
+        kind: str,
+        name: str,
+        props: Any,
+        distinct_id: Any,
+        ts: Any,
+        u: str,
+        groups: Any,
+        frame: Any,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """Any record (its properties taken from ``_props`` already) → its wire event, or None."""
         try:
+            if props is _MISSING:
+                raise LookupError("its properties were lost (a bug: please report it)")
             spec = _KINDS[kind]
             names = spec.names
             if names is not None and name not in names:
@@ -606,6 +698,12 @@ class Client:
                 f"build-{type(e).__name__}", 10, "obs: dropped event %r that could not be built: %s", name, e
             )
             return None
+
+    def _discard(self, records: list[tuple[Any, ...]]) -> None:
+        """Records that will not be built (counted by the caller): let their properties go."""
+        for rec in records:
+            if type(rec[2]) is int:
+                self._props.pop(rec[2], None)
 
     def _fields(self, kind: str, extra: dict[str, Any], problems: Problems) -> dict[str, Any]:
         """The kind's typed fields from a record's ``extra``: by the builder its feature registered, else

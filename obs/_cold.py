@@ -61,6 +61,11 @@ def send(client: Client, records: list[_Record], timeout: float) -> list[_Record
     builds them again: what their building counted is taken back.
     """
     stats = client._stats
+    # Building takes a record's properties from beside the queue (`Client._put`); those handed back need
+    # them again. Building again is the same: the properties the first build added are the constants.
+    waiting = {
+        rec[2]: client._props[rec[2]] for rec in records if type(rec[2]) is int and rec[2] in client._props
+    }
     routes: dict[Route, list[tuple[_Record, dict[str, Any], int, int]]] = {}
     invalid = 0
     counters = vars(stats)  # what building an event counted: properties_dropped, properties_coerced
@@ -88,6 +93,9 @@ def send(client: Client, records: list[_Record], timeout: float) -> list[_Record
         return []
     stats.incr("properties_dropped", -sum(d for _, _, d, _ in back))
     stats.incr("properties_coerced", -sum(c for _, _, _, c in back))
+    for rec, _, _, _ in back:
+        if type(rec[2]) is int and rec[2] in waiting:
+            client._props[rec[2]] = waiting[rec[2]]
     order = {id(rec): i for i, rec in enumerate(records)}
     return sorted((rec for rec, _, _, _ in back), key=lambda rec: order[id(rec)])
 

@@ -243,6 +243,12 @@ def iso_from_ns(ns: int) -> str:
     return f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
 
 
+def current_second() -> tuple[int, str]:
+    """(the start in ns of the second `iso_from_ns` formatted last, its text): for a caller that formats
+    many timestamps of one second inline, as `iso_from_ns` would."""
+    return _last
+
+
 def iso(ts: dt.datetime) -> str:
     """A caller's datetime as the same instant in UTC (naive is taken as UTC)."""
     if ts.tzinfo is None:

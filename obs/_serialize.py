@@ -70,6 +70,16 @@ def sanitize_into(out: dict[str, Any], props: Mapping[Any, Any], problems: Probl
                 out[key] = v
 
 
+def is_plain(props: dict[Any, Any]) -> bool:
+    """True when `sanitize_into` would copy ``props`` unchanged: str keys, and values that are str, int,
+    bool or finite floats (no None, which it omits)."""
+    for k, v in props.items():
+        t = type(v)
+        if not (t is str or t is int or t is bool or (t is float and v - v == 0)) or type(k) is not str:
+            return False
+    return True
+
+
 def sanitize(value: Any, problems: Problems, path: str = "") -> Any:
     return _clean(value, path, problems, 0, set())
 

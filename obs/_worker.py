@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import operator
 import os
 import selectors
 import threading
@@ -42,7 +43,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures.thread import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -53,11 +54,13 @@ from pydantic_core import to_json
 from ._log import log, warn_every, warn_tally
 from ._serialize import valid_utf8
 from .sinks import Batch, Route, Sink
+from .sinks._base import EncodedBatch
 
 if TYPE_CHECKING:
     from ._client import Client
 
 Outcome = dict[str, int]  # reason → number of a batch's events a sink did not deliver
+_ROUTE = operator.itemgetter(8)  # a record's route
 
 
 class Marker:
@@ -87,7 +90,7 @@ class _SinkLane:
         self.sink = sink
         self.name = type(sink).__name__
         self.buffer = buffer
-        self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch]](buffer)
+        self.send, self.recv = anyio.create_memory_object_stream[tuple[int, Batch | EncodedBatch]](buffer)
         self.accepted = 0  # number of the last batch its stream took (an overflowed one is skipped)
         self.done = 0  # number of the last batch its sink finished with (sent or failed)
 
@@ -98,7 +101,8 @@ class _Building:
     __slots__ = ("count", "events", "largest", "parts", "size", "start")
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        # records; from `count` back, their wire dicts (None when only their JSON travels on)
+        self.events: list[Any] = []
         self.parts: list[bytes] = []  # one per chunk: its events' JSON, comma-joined, without brackets
         self.count = 0  # events encoded so far
         self.size = 0  # bytes of the encoded events, with the commas between them
@@ -123,7 +127,7 @@ class _InFlight:
 
     __slots__ = ("batch", "epoch", "remaining", "worst")
 
-    def __init__(self, batch: Batch, epoch: int, remaining: int) -> None:
+    def __init__(self, batch: Batch | EncodedBatch, epoch: int, remaining: int) -> None:
         self.batch = batch
         self.epoch = epoch
         self.remaining = remaining  # sinks still working on it
@@ -135,6 +139,7 @@ class _InFlight:
 _gated: weakref.WeakSet[Worker] = weakref.WeakSet()
 _held_for_fork: list[threading.Lock] = []
 LANE_BATCHES = 16  # batches a sink's backlog holds
+ENCODED_LANE_BATCHES = 4  # the same when every sink takes batches as JSON only (PostHog's alone)
 ENVELOPE_ROOM = 4096  # bytes of a request body besides its events (api_key, sent_at, …)
 FORK_WAIT = 2.0  # seconds os.fork() waits for a busy worker to reach its next select() before going ahead
 
@@ -228,6 +233,9 @@ class Worker:
         self._epoch = 0  # flush epoch of the records being drained (one more per marker reached)
         self._inflight: dict[int, _InFlight] = {}
         self._building: dict[Route, _Building] = {"batch": _Building(), "ai": _Building()}
+        # Every sink takes batches as JSON only (the default: PostHog's sink alone): the wire dicts are let
+        # go as soon as each chunk is encoded, so batches waiting on the network hold only bytes.
+        self._encoded_only = bool(sinks) and all(getattr(s, "takes_encoded", False) is True for s in sinks)
         self._held: list[tuple[Route, _Building]] = []  # full batches waiting for room in the sinks' backlogs
         self._target = 0  # bytes of encoded events at which a batch is handed on (set in _main)
         self._max_events = 0  # events at which a batch is handed on whatever its size (memory bound)
@@ -293,18 +301,24 @@ class Worker:
         settings = self._client.settings
         # A short backlog per sink: when every sink is behind, the drain waits and the queue (bounded by
         # max_queue_size) takes the strain, so memory stays bounded by it; a sink behind the others loses
-        # batches (counted) instead of holding them up.
-        buffer = max(4, min(LANE_BATCHES, settings.max_queue_size // settings.flush_at))
+        # batches (counted) instead of holding them up. The PostHog sink alone (batches of JSON only)
+        # needs no more than a few ready while one is sent.
+        lane_batches = ENCODED_LANE_BATCHES if self._encoded_only else LANE_BATCHES
+        buffer = max(4, min(lane_batches, settings.max_queue_size // settings.flush_at))
         self._lanes = [_SinkLane(sink, buffer) for sink in self._sinks]
         # With a backlog, a batch grows up to max_batch_bytes (one request: HTTP costs CPU per request, not
-        # per event) less room for the request's envelope; flush_at only wakes the worker early. Its events
-        # are capped too, so that what the sinks' backlogs hold when PostHog stalls (buffer + 2 batches:
-        # the backlog, the one being sent, the one waiting for room) stays within max_queue_size / 4.
+        # per event: ~1 ms of httpx's) less room for the request's envelope; flush_at only wakes the worker
+        # early. Its events are capped too, so that what the sinks' backlogs hold when PostHog stalls
+        # (buffer + 2 batches: the backlog, the one being sent, the one waiting for room) stays within
+        # max_queue_size / 4 events as dicts, or / 2 as JSON only (~260 B each, below a queued record's).
         limit = settings.max_batch_bytes
         self._target = max(limit // 2, limit - ENVELOPE_ROOM)
         # A whole number of chunks (the cap is checked as each chunk of flush_at is encoded).
         flush_at = settings.flush_at
-        self._max_events = max(flush_at, settings.max_queue_size // (4 * (buffer + 2)) // flush_at * flush_at)
+        share = 2 if self._encoded_only else 4
+        self._max_events = max(
+            flush_at, settings.max_queue_size // (share * (buffer + 2)) // flush_at * flush_at
+        )
         async with anyio.create_task_group() as tg:  # an abort cancels everything under it
             self._cancel = tg.cancel_scope.cancel
             if self._aborted:
@@ -348,17 +362,28 @@ class Worker:
                 await self._wake_event.wait()
 
     async def _drain(self, q: deque[Any]) -> bool:
-        """Empty the queue into the sinks; True when a stop marker was reached."""
+        """Empty the queue into the sinks; True when a stop marker was reached.
+
+        Records are taken a chunk at a time (up to the next multiple of flush_at in the batch being built):
+        a chunk of plain ``capture`` records, the common case, goes into the batch in one step; one with a
+        marker or an ``capture_ai`` record in it is taken record by record.
+        """
         client = self._client
         flush_at = client.settings.flush_at
-        building = self._building
-        target, max_events = self._target, self._max_events
         stats = client._stats
+        building = self._building
+        pop = q.popleft
         drained = 0
-        build, pop = client._build, q.popleft
         while q:
-            rec = pop()
-            if type(rec) is Marker:
+            b = building["batch"]
+            recs = [pop() for _ in range(min(len(q), max(1, flush_at - (len(b.events) - b.count))))]
+            if Marker not in map(type, recs) and "ai" not in map(_ROUTE, recs):
+                drained = await self._take("batch", recs, drained)
+                continue
+            for i, rec in enumerate(recs):
+                if type(rec) is not Marker:
+                    drained = await self._take(rec[8], [rec], drained)
+                    continue
                 stats.incr("drained", drained)
                 drained = 0
                 await self._emit_pending()
@@ -367,34 +392,35 @@ class Worker:
                 self._epoch = rec.epoch + 1
                 self._check_markers()
                 if rec.stop:
+                    q.extendleft(reversed(recs[i + 1 :]))  # behind the stop: left for `_settle_leftovers`
                     return True
-                continue
-            drained += 1
-            wire = build(rec)
-            if wire is None:
-                stats.note_loss(self._epoch, 1)
-                continue
-            route = rec[8]
-            b = building[route]
-            events = b.events
-            events.append(wire)
-            if len(events) - b.count >= flush_at:
-                # Encoded a chunk at a time (one encode per flush_at events), so the batch knows its size
-                # as it grows; a chunk that takes it past the target starts the next batch.
-                before = b.size
-                self._encode_tail(b)
-                if b.size >= target or len(events) >= max_events:
-                    if before and b.size > target:
-                        b, building[route] = b.split_last()
-                    else:
-                        building[route] = _Building()
-                    stats.incr("drained", drained)
-                    drained = 0
-                    await self._emit_when_room(b, route)
-                    await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
         stats.incr("drained", drained)
         await self._emit_pending()
         return False
+
+    async def _take(self, route: Route, recs: list[tuple[Any, ...]], drained: int) -> int:
+        """Add records to the batch being built for ``route``; ``drained`` counts those not yet in the
+        ``drained`` counter (returned: the same, or 0 once a full batch was handed on and counted)."""
+        drained += len(recs)
+        b = self._building[route]
+        events = b.events
+        events += recs
+        if len(events) - b.count >= self._client.settings.flush_at:
+            # Built and encoded a chunk at a time (one encode per flush_at events), so the batch knows
+            # its size as it grows; a chunk that takes it past the target starts the next batch.
+            before = b.size
+            self._encode_tail(b)
+            target = self._target
+            if b.size >= target or len(b.events) >= self._max_events:
+                if before and b.size > target:
+                    b, self._building[route] = b.split_last()
+                else:
+                    self._building[route] = _Building()
+                self._client._stats.incr("drained", drained)
+                drained = 0
+                await self._emit_when_room(b, route)
+                await anyio.lowlevel.checkpoint()  # let the sinks send while we keep building
+        return drained
 
     async def _emit_pending(self) -> None:
         for route in ("batch", "ai"):
@@ -415,7 +441,7 @@ class Worker:
         self._emit(b, route)
 
     def _emit(self, b: _Building, route: Route) -> None:
-        batch = self._encoded(b, route)
+        batch = self._finished_batch(b, route)
         if not batch:
             return
         stats = self._client._stats
@@ -439,24 +465,31 @@ class Worker:
         if not self._lanes:
             self._settle(self._seq, {})
 
-    def _encoded(self, b: _Building, route: Route) -> Batch:
-        """The batch with its JSON encoding (one encode per chunk; see `_encode_tail`)."""
+    def _finished_batch(self, b: _Building, route: Route) -> Batch | EncodedBatch:
+        """The batch with its JSON encoding (one encode per chunk; see `_encode_tail`): its JSON alone when
+        every sink takes that."""
         if b.count < len(b.events):
             self._encode_tail(b)
+        if self._encoded_only:
+            return EncodedBatch(b.parts, b.count, route, b.largest)
         batch = Batch(b.events, route)
         batch.encoded = b"[" + b",".join(b.parts) + b"]"
         batch.largest_event = b.largest
         return batch
 
     def _encode_tail(self, b: _Building) -> None:
-        """Encode the events not encoded yet as one chunk; one that cannot be is repaired or dropped alone."""
-        tail = b.events[b.count :]
+        """Build the records not built yet and encode them as one chunk; an event that cannot be built is
+        dropped (counted by the client), one that cannot be encoded is repaired or dropped alone."""
+        events, dropped = self._client._build_many(b.events[b.count :])
+        if dropped:
+            self._client._stats.note_loss(self._epoch, dropped)
         try:
-            raw = to_json(tail, inf_nan_mode="null")[1:-1]
+            raw = to_json(events, inf_nan_mode="null")[1:-1]
         except Exception:
-            kept, parts = self._encoded_one_by_one(tail)
-            b.events[b.count :] = kept
+            events, parts = self._encoded_one_by_one(events)
             raw = b",".join(parts)
+        # Only their JSON travels on when every sink takes that: the dicts are let go at once.
+        b.events[b.count :] = [None] * len(events) if self._encoded_only else events
         b.start = b.count
         b.count = len(b.events)
         if raw:
@@ -531,7 +564,8 @@ class Worker:
                 if self._room is not None:
                     self._room.set()
                 try:
-                    outcome = _outcome(await lane.sink.send(batch), len(batch))
+                    # An EncodedBatch goes only to sinks that take one (`_encoded_only`).
+                    outcome = _outcome(await lane.sink.send(cast(Batch, batch)), len(batch))
                 except anyio.get_cancelled_exc_class():
                     raise  # an aborted shutdown: the batch stays in flight and is settled as stranded
                 except Exception as e:
@@ -560,11 +594,11 @@ class Worker:
         behind a stop marker are ``dropped_closed``.
         """
         client, stats = self._client, self._client._stats
-        stranded: list[tuple[Batch, int]] = [(f.batch, f.epoch) for f in self._inflight.values()]
+        stranded = [(f.batch, f.epoch) for f in self._inflight.values()]
         self._inflight.clear()
         for route, b in [*self._held, *self._building.items()]:
             if b.events:
-                stranded.append((Batch(b.events, route), self._epoch))
+                stranded.append((self._finished_batch(b, route), self._epoch))
         self._building = {"batch": _Building(), "ai": _Building()}
         self._held = []
         records: list[tuple[Any, ...]] = []
@@ -576,6 +610,7 @@ class Worker:
                 records.append(item)
         stats.incr("drained", len(records))
         if records and not self._aborted:
+            client._discard(records)
             stats.incr("dropped_closed", len(records))
             stats.note_loss(self._epoch, len(records))
             records = []
@@ -585,20 +620,24 @@ class Worker:
             kept = bool(stashers) and time.monotonic() < deadline and all(k(batch) for k in stashers)
             self._account({"spooled" if kept else "dropped_shutdown": len(batch)}, len(batch), epoch)
         if records:
-            kept_n = 0
+            kept_n = 0  # records dealt with: stashed, or dropped as invalid while building them
+            spooled = 0
             if stashers:
                 for start in range(0, len(records), 100):
                     if time.monotonic() >= deadline:
                         break
-                    built = [w for w in map(client._build, records[start : start + 100]) if w is not None]
-                    chunk = Batch(built, records[start][8])
-                    if not all(k(chunk) for k in stashers):
+                    chunk = records[start : start + 100]
+                    built, invalid = client._build_many(chunk)  # the invalid ones are counted by the client
+                    if invalid:
+                        stats.note_loss(self._epoch, invalid)
+                    kept_n += invalid
+                    if built and not all(k(Batch(built, chunk[0][8])) for k in stashers):
                         break
-                    kept_n = start + 100
-                kept_n = min(kept_n, len(records))
-            self._account(
-                {"spooled": kept_n, "dropped_shutdown": len(records) - kept_n}, len(records), self._epoch
-            )
+                    kept_n += len(built)
+                    spooled += len(built)
+            client._discard(records)  # the properties of those not built
+            left = len(records) - kept_n
+            self._account({"spooled": spooled, "dropped_shutdown": left}, spooled + left, self._epoch)
         for m in self._waiting:
             if not m.done.is_set():
                 m.failed = True

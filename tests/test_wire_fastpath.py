@@ -232,7 +232,7 @@ def _exact(wire: dict[str, Any]) -> str:
 def test_fast_path_equals_the_model_and_to_wire(
     client: Client, rec: tuple[Any, ...], super_props: Any
 ) -> None:
-    client._super = {"environment": "prod", **super_props}
+    client._set_super({"environment": "prod", **super_props})
     try:
         expected: dict[str, Any] | None = via_model(client, rec)
     except ValueError:  # pydantic's ValidationError: the model refuses what it was given
@@ -275,3 +275,19 @@ def test_a_decimal_property_is_built_the_same_both_ways(client: Client) -> None:
         None,
     )
     assert _exact(client._build(rec) or {}) == _exact(via_model(client, rec))
+
+
+def test_timestamps_of_a_burst_are_written_as_isoformat_writes_them(client: Client) -> None:
+    """`_build_many` formats many timestamps of one second and millisecond from its caches: across
+    microsecond, millisecond and second boundaries (the first microsecond of a second has no fraction)."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    base = 1_700_000_000_000_000_000
+    stamps = [base - 1500, base, base + 999, base + 1000, base + 1001, base + 999_999, base + 1_000_000]
+    stamps += [base + 1_000_000 + step * 7_919 for step in range(400)]  # through many milliseconds
+    stamps += [base + 999_999_999, base + 1_000_000_000, base + 1_000_000_999, base + 1_000_001_000, base]
+    records = [("custom", "e", None, "u", ns, uuid7(), None, None, "batch", None) for ns in stamps]
+    built, dropped = client._build_many(records)
+    assert dropped == 0
+    assert [w["timestamp"] for w in built] == [
+        (epoch + dt.timedelta(microseconds=ns // 1000)).isoformat() for ns in stamps
+    ]

@@ -42,7 +42,7 @@ from .._log import log, warn_every
 from .._stats import Stats
 from . import _capture_v1 as v1
 from . import _wire
-from ._base import Batch, Route
+from ._base import Batch, EncodedBatch, Route
 
 if TYPE_CHECKING:
     import anyio
@@ -101,8 +101,13 @@ def _too_large(event: dict[str, Any], size: int, cap: int, out: Outcome) -> None
     )
 
 
-def _parts(batch: Batch) -> list[bytes]:
-    return [to_json(e, inf_nan_mode="null") for e in batch]
+def _events(batch: Batch | EncodedBatch) -> Batch:
+    return batch.decode() if isinstance(batch, EncodedBatch) else batch
+
+
+def _parts(batch: Batch | EncodedBatch) -> list[bytes]:
+    """Each event's JSON on its own (for the spool, and to split a batch that got 413)."""
+    return [to_json(e, inf_nan_mode="null") for e in _events(batch)]
 
 
 class _Answer(NamedTuple):
@@ -184,7 +189,8 @@ class PostHogSink:
         self.spool_hold = spool_hold
         self._outage = False  # with a spool: the endpoint is failing, new batches go straight to disk
         self._resend_wake: anyio.Event | None = None
-        self._kept: Batch | None = None  # the batch a cancelled send had already left in the spool
+        # the batch a cancelled send had already left in the spool
+        self._kept: Batch | EncodedBatch | None = None
         # httpx (~0.1 s of CPU to import) loads with the first request, on the worker: enabling obs
         # does not pay for it, and a process that never sends never loads it.
         self._timeout = timeout
@@ -204,7 +210,9 @@ class PostHogSink:
 
     # ------------------------------------------------------------------------------------ sending
 
-    async def send(self, batch: Batch) -> Outcome | None:
+    takes_encoded = True  # the worker may hand it an EncodedBatch (only the events' JSON)
+
+    async def send(self, batch: Batch | EncodedBatch) -> Outcome | None:
         out: Outcome = {}
         route: Route = batch.route
         if self._outage and self._keep(route, lambda: _parts(batch)):
@@ -212,9 +220,11 @@ class PostHogSink:
         cap = self._max_event[route]
         try:
             if self.capture_mode == "v1" and route == "batch":
-                await self._send_v1(batch, cap, out)
+                await self._send_v1(_events(batch), cap, out)
                 return out or None
-            blob = batch.encoded if batch.encoded is not None else to_json(batch, inf_nan_mode="null")
+            blob = batch.encoded
+            if blob is None:
+                blob = to_json(batch, inf_nan_mode="null")
             # The common case: no event can be over the per-event cap and the whole batch fits one request.
             largest = batch.largest_event if batch.largest_event is not None else len(blob)
             if largest <= cap and self._envelope + len(blob) - 2 <= self.max_batch_bytes:
@@ -222,7 +232,7 @@ class PostHogSink:
                 if await self._post(req, route, out) == 413:
                     await self._split(_parts(batch), route, out)
             else:
-                await self._send_each(batch, route, cap, out)
+                await self._send_each(_events(batch), route, cap, out)
         except anyio.get_cancelled_exc_class():
             if out.get("spooled") == len(batch):
                 self._kept = batch  # a shutdown ran out of time mid-retry: it is on disk already
@@ -449,7 +459,7 @@ class PostHogSink:
         if self._resend_wake is not None:
             self._resend_wake.set()
 
-    def stash(self, batch: Batch) -> bool:
+    def stash(self, batch: Batch | EncodedBatch) -> bool:
         """A shutdown ran out of time with ``batch`` undelivered: keep it in the spool (True) if any."""
         if batch is self._kept:
             return True
