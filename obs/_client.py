@@ -585,6 +585,7 @@ class Client:
                 kind == "custom"
                 and frame is None
                 and not groups
+                and type(distinct_id) is str
                 and distinct_id
                 and type(ts) is int
                 and (
