@@ -218,17 +218,12 @@ class Client:
         dropped or spooled, or on timeout. Losses already reported by an earlier flush's False are not
         reported again.
         """
-        worker = self._worker
-        if worker is None:
-            started = time.monotonic()
-            done = self._cold_flush(timeout)
-            if done is not None:
-                return done
-            worker = self._ensure_worker()
-            if worker is None:
-                return False
-            if timeout is not None:
-                timeout = max(0.0, timeout - (time.monotonic() - started))
+        started = time.monotonic()
+        worker = self._worker_for(timeout)
+        if isinstance(worker, bool):
+            return worker
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         if not worker.thread.is_alive():
             return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
@@ -237,6 +232,17 @@ class Client:
         marker = self._enqueue_marker(stop=False)
         worker.wake()
         return marker.wait(timeout) and self._delivered(marker)
+
+    def _worker_for(self, timeout: float | None) -> Worker | bool:
+        """The worker a flush or shutdown goes through; or, when there is none to ask, their answer: the
+        cold exit post's (it delivered, or found nothing to do), or False when the worker cannot start."""
+        worker = self._worker
+        if worker is not None:
+            return worker
+        done = self._cold_flush(timeout)
+        if done is not None:
+            return done
+        return self._ensure_worker() or False
 
     def flush_before_exit(self) -> bool:
         """Flush from a dying main thread: uses most of OBS_SHUTDOWN_TIMEOUT, the exit flush the rest."""
@@ -274,14 +280,9 @@ class Client:
             if callable(close):
                 close()
         started = time.monotonic()
-        worker = self._worker
-        if worker is None:
-            done = self._cold_flush(timeout)
-            if done is not None:
-                return done
-            worker = self._ensure_worker()
-            if worker is None:
-                return False
+        worker = self._worker_for(timeout)
+        if isinstance(worker, bool):
+            return worker
         if not worker.thread.is_alive():
             return not self._queue and self._report_losses()
         if threading.current_thread() is worker.thread:
