@@ -29,7 +29,7 @@ from ._scrub import Scrubber
 from ._serialize import Problems, is_plain, sanitize, sanitize_into
 from ._stats import Stats
 from ._uuid import uuid7
-from ._version import __version__
+from ._version import LIB, __version__
 
 if TYPE_CHECKING:
     from ._config import Settings
@@ -58,7 +58,7 @@ _PII_KEYS = frozenset(
     }
 )
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
-_LIB = {"$lib": "obs", "$lib_version": __version__}
+_LIB = {"$lib": LIB, "$lib_version": __version__}
 _KINDS = _kinds.KINDS
 _iso_from_ns = _kinds.iso_from_ns
 _MICROS = tuple(f"{i:03}+00:00" for i in range(1000))  # a timestamp's last three digits, and its offset

@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import LIB, __version__
 
 if TYPE_CHECKING:
     from ._config import Settings
     from ._serialize import Problems
 
-LIB = "obs"
 # kind → what builds its typed fields from a record's ``extra``; see `register`.
 Builder = Callable[[dict[str, Any], "Problems"], dict[str, Any]]
 Factory = Callable[["Settings", Callable[[str], str]], Builder]

@@ -11,12 +11,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._kinds import iso
 from ._version import LIB, __version__
 
 # What obs adds to every event besides `environment`/`release`; readable outputs (console, demo) hide them.
 SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$geoip_disable", "$is_server"})
-_UTC = dt.timezone.utc
-_ZERO = dt.timedelta(0)
 
 
 class Event(BaseModel):
@@ -298,15 +297,9 @@ def to_wire(event: Event, super_properties: dict[str, Any] | None = None) -> dic
         "event": event.name,
         "distinct_id": event.distinct_id,
         "properties": props,
-        "timestamp": _utc_iso(event.timestamp),
+        "timestamp": iso(event.timestamp),
         "uuid": event.uuid,
     }
-
-
-def _utc_iso(ts: dt.datetime) -> str:
-    if ts.tzinfo is None:
-        return ts.replace(tzinfo=_UTC).isoformat()
-    return (ts if ts.utcoffset() == _ZERO else ts.astimezone(_UTC)).isoformat()
 
 
 def json_schema() -> dict[str, Any]:
