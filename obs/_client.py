@@ -574,7 +574,6 @@ class Client:
         add = out.append
         dropped = 0
         waiting, constants, constant_keys, plain = self._props, self._constants, self._constant_keys, is_plain
-        second, prefix = _kinds.current_second()
         # The millisecond (its start in ns; never a second's first) whose text was made last, and that text:
         # a burst has many events per millisecond, which then only add their microseconds from a table.
         milli, milli_prefix = -(2**63), ""
@@ -602,15 +601,9 @@ class Client:
                 if 0 <= into < 1_000_000:
                     stamp = milli_prefix + _MICROS[into // 1000]
                 else:
-                    into = ts - second
-                    if 0 <= into < 1_000_000_000:
-                        us = into // 1000
-                        stamp = f"{prefix}.{us:06}+00:00" if us else f"{prefix}+00:00"
-                    else:
-                        stamp = _iso_from_ns(ts)
-                        second, prefix = _kinds.current_second()
-                        into = ts - second
-                    ms = into // 1_000_000
+                    stamp = _iso_from_ns(ts)
+                    second, prefix = _kinds.current_second()  # what it formatted: ts's second
+                    ms = (ts - second) // 1_000_000
                     if ms:
                         milli, milli_prefix = second + ms * 1_000_000, f"{prefix}.{ms:03}"
                 add(

@@ -243,8 +243,8 @@ def iso_from_ns(ns: int) -> str:
 
 
 def current_second() -> tuple[int, str]:
-    """(the start in ns of the second `iso_from_ns` formatted last, its text): for a caller that formats
-    many timestamps of one second inline, as `iso_from_ns` would."""
+    """(the start in ns of the second `iso_from_ns` formatted last, its text): for a caller that caches
+    finer parts of it (`Client._build_many`'s millisecond)."""
     return _last
 
 
