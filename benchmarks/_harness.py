@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -129,3 +129,19 @@ def machine() -> str:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+WARM_UP = 2  # events an SDK sends before a CPU-per-event clock starts
+
+
+def warm_up(
+    send_one: Callable[[], object], flush: Callable[[], object], idle: Callable[[float], object]
+) -> None:
+    """Steady state before timing: two events, each flushed, a second apart. obs sends the first without its
+    worker (as a short process does), starts the worker OBS_FLUSH_INTERVAL (0.5 s) after init and sends the
+    second through it and httpx; other SDKs start exporters and threads lazily too. ``idle`` waits (an
+    asyncio peer keeps its loop running meanwhile)."""
+    for _ in range(WARM_UP):
+        send_one()
+        flush()
+        idle(1.0)

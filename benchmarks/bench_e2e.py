@@ -44,7 +44,7 @@ import sys
 import time
 from typing import Any
 
-from _harness import REPO, ServerProcess, clean_env, machine, median
+from _harness import REPO, WARM_UP, ServerProcess, clean_env, machine, median, warm_up
 
 TARGET = 20
 TARGET_BASELINE = 3.5
@@ -54,19 +54,6 @@ QUEUE = 200_000
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-WARM_UP = 2  # events sent before the clock starts
-
-
-def _warm_up(capture: Any, flush: Any) -> None:
-    """Two events, each flushed, one second apart: obs sends the first without its worker (as a short
-    process does), starts the worker OBS_FLUSH_INTERVAL (0.5 s) after init, and sends the second through it
-    and httpx; the same steps for posthog-python."""
-    for _ in range(WARM_UP):
-        capture("warm-up", distinct_id="u1")
-        flush()
-        time.sleep(1)
 
 
 def child(sdk: str, url: str, events: int, gz: bool, src: str, warm: bool) -> dict[str, Any]:
@@ -80,7 +67,7 @@ def child(sdk: str, url: str, events: int, gz: bool, src: str, warm: bool) -> di
         assert not src or obs.__file__.startswith(src), obs.__file__
         obs.init(api_key="phc_bench", host=url, max_queue_size=QUEUE, gzip=gz)
         if warm:
-            _warm_up(obs.capture, obs.flush)
+            warm_up(lambda: obs.capture("warm-up", distinct_id="u1"), obs.flush, time.sleep)
         c0, t0 = _cpu(), time.perf_counter()
         for _ in range(events):
             obs.capture("evt", {"a": 1, "b": "x"}, distinct_id="u1")
@@ -94,7 +81,7 @@ def child(sdk: str, url: str, events: int, gz: bool, src: str, warm: bool) -> di
 
     client = posthog.Client("phc_bench", host=url, max_queue_size=QUEUE, gzip=gz)
     if warm:
-        _warm_up(lambda e, distinct_id: client.capture(e, distinct_id=distinct_id), client.flush)
+        warm_up(lambda: client.capture("warm-up", distinct_id="u1"), client.flush, time.sleep)
     c0, t0 = _cpu(), time.perf_counter()
     for _ in range(events):
         client.capture("evt", distinct_id="u1", properties=props)

@@ -61,7 +61,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, ServerProcess, _version, clean_env, machine, median
+from _harness import REPO, WARM_UP, ServerProcess, _version, clean_env, machine, median, warm_up
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTOR = os.path.join(HERE, "_collector.py")
@@ -357,18 +357,12 @@ def m_producer(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def m_e2e(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
-    # Steady state, as bench_e2e.py: two warm-up events, each flushed, a second apart (obs starts its worker
-    # OBS_FLUSH_INTERVAL after init and loads httpx with the worker's first request; other SDKs start
-    # exporters and threads lazily too), then the clock.
-    idle: Callable[[float], None] = getattr(peer, "idle", time.sleep)
-    for _ in range(2):
-        peer.record(1)
-        peer.flush()
-        idle(1.0)
+    warm_up(lambda: peer.record(1), peer.flush, getattr(peer, "idle", time.sleep))  # as bench_e2e.py
     c0, w0 = cpu_self(), time.perf_counter()
     peer.record(args.events)
     peer.shutdown()
-    return {"cpu_s": cpu_self() - c0, "wall_s": time.perf_counter() - w0, "sent": args.events + 2, "warm": 2}
+    sent = args.events + WARM_UP
+    return {"cpu_s": cpu_self() - c0, "wall_s": time.perf_counter() - w0, "sent": sent, "warm": WARM_UP}
 
 
 def _calls(fn: Callable[[int], Any], n: int, catch: bool) -> Callable[[], None]:
