@@ -129,3 +129,16 @@ def test_an_encoded_batch_decodes_to_the_events_it_was_encoded_from() -> None:
     decoded = batch.decode()
     assert list(decoded) == events and decoded.route == "ai"
     assert decoded.encoded == batch.encoded == b"[" + b",".join(chunks) + b"]"
+
+
+def test_in_capture_v1_the_posthog_sink_gets_wire_dicts(server: CaptureServer) -> None:
+    # v1 sends each event in its own form: JSON-only batches would only be decoded again.
+    sink = PostHogSink("phc_drain", server.host_url, capture_mode="v1")
+    client = obs.init(api_key="phc_drain", sinks=[sink], flush_interval=3600)
+    assert isinstance(client, Client)
+    (seen,) = _sinks_batches([sink])
+    obs.capture("v", {"k": 1}, distinct_id="u")
+    assert obs.flush(10)
+    assert isinstance(seen[0], Batch) and seen[0][0]["properties"]["k"] == 1
+    assert [e["event"] for e in server.events()] == ["v"]
+    client.shutdown(5)

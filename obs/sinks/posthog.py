@@ -165,6 +165,9 @@ class PostHogSink:
         self._api_key = api_key
         self._key_json = _wire.key_json(api_key)
         self.capture_mode = capture_mode
+        # The worker may hand it an EncodedBatch (only the events' JSON). Not in capture v1, which sends each
+        # event in its own form: the wire dicts would only be decoded again.
+        self.takes_encoded = capture_mode == "v0"
         self.historical_migration = historical_migration
         # v0 bodies carry the flag as posthog-python's do; v1 bodies add it in `_capture_v1`.
         self._v0_extra = _wire.extra(historical_migration)
@@ -209,8 +212,6 @@ class PostHogSink:
         return self._http
 
     # ------------------------------------------------------------------------------------ sending
-
-    takes_encoded = True  # the worker may hand it an EncodedBatch (only the events' JSON)
 
     async def send(self, batch: Batch | EncodedBatch) -> Outcome | None:
         out: Outcome = {}
